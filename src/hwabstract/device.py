@@ -1,0 +1,118 @@
+"""Devices: one accelerator (or stand-in) driven by a backend."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from .backend import Backend, Capabilities, DeviceInfo, MemoryStats
+from .stream import Stream
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+__all__ = ["Device"]
+
+
+class Device:
+    """One device of a backend, named ``"backend:index"``.
+
+    Obtain devices from :func:`hwabstract.device` or :func:`hwabstract.devices`; each exists
+    once per process, so ``is`` and ``==`` agree.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_caps",
+        "_default_stream",
+        "_impl",
+        "_info",
+        "_lock",
+        "_registry",
+        "_streams",
+        "backend",
+        "index",
+        "name",
+    )
+
+    def __init__(self) -> None:
+        raise TypeError("use hwabstract.device(...) to get a Device")
+
+    @classmethod
+    def _create(cls, registry: Registry, backend_name: str, impl: Backend, index: int) -> Device:
+        self = object.__new__(cls)
+        self._registry = registry
+        self.backend = backend_name
+        self._impl = impl
+        self.index = index
+        self.name = f"{backend_name}:{index}"
+        self._info: DeviceInfo | None = None
+        self._caps: Capabilities | None = None
+        self._default_stream: Stream | None = None
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        return self
+
+    @property
+    def info(self) -> DeviceInfo:
+        """What the device is (vendor, model, memory, stand-in flag, ...)."""
+        if self._info is None:
+            self._info = self._impl.device_info(self.index)
+        return self._info
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The device's capability manifest."""
+        if self._caps is None:
+            self._caps = self._impl.capabilities(self.index)
+        return self._caps
+
+    @property
+    def default_stream(self) -> Stream:
+        """The stream work goes to when no other stream is current."""
+        stream = self._default_stream
+        if stream is None:
+            with self._lock:
+                if self._default_stream is None:
+                    self._default_stream = Stream(
+                        self, self._impl.create_stream(self.index), is_default=True
+                    )
+                    self._streams.add(self._default_stream)
+                stream = self._default_stream
+        return stream
+
+    def create_stream(self) -> Stream:
+        """A new stream on this device."""
+        stream = Stream(self, self._impl.create_stream(self.index))
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    def current_stream(self) -> Stream:
+        """The stream current in this thread for this device."""
+        from .stream import current_stream
+
+        return current_stream(self)
+
+    def memory_stats(self) -> MemoryStats:
+        """A snapshot of this device's memory accounting."""
+        return self._impl.memory_stats(self.index)
+
+    def synchronize(self) -> None:
+        """Block until the work queued on every stream of this device has finished."""
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            stream.synchronize()
+
+    def __repr__(self) -> str:
+        return f"<hwabstract.Device {self.name} ({self.info.name})>"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from . import device
+
+        return (device, (self.name,))

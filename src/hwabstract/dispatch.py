@@ -1,0 +1,236 @@
+"""Kernel dispatch: the one place where a call is validated and turned into a backend launch.
+
+For every call: find the device all tensor operands share, resolve the stream, apply the
+spec's dtype rule, refuse what the device does not declare (before the backend is called),
+turn Python scalars into 0-d tensors, apply the shape rule, cast inputs to the compute dtype,
+allocate (or check) the outputs, and queue the launch. The backend sees only normalized
+:class:`~hwabstract.backend.Operand` objects.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import dtypes as dt
+from .dtypes import DType
+from .errors import DeviceError, DTypeError, ShapeError, StreamError, UnsupportedError
+from .kernels import KernelSpec, get_spec
+from .stream import Stream, current_stream
+from .tensor import Storage, Tensor
+
+if TYPE_CHECKING:
+    from .device import Device
+
+__all__ = ["allocate", "launch", "resolve_stream"]
+
+_SCALARS = (bool, int, float, complex, np.generic)
+
+
+def resolve_stream(device: Device, stream: Stream | None) -> Stream:
+    """``stream`` if given (checked to belong to ``device``), else the current stream."""
+    if stream is None:
+        return current_stream(device)
+    if not isinstance(stream, Stream):
+        raise StreamError(f"stream= takes a hwabstract Stream, got {type(stream).__name__}")
+    if stream.device is not device:
+        raise StreamError(
+            f"the stream belongs to {stream.device.name} but the operands are on "
+            f"{device.name}; use a stream of {device.name} or move the tensors with .to()"
+        )
+    return stream
+
+
+def check_dtype_supported(device: Device, dtype: DType) -> None:
+    if not device.capabilities.supports_dtype(dtype):
+        supported = ", ".join(sorted(d.name for d in device.capabilities.dtypes))
+        raise UnsupportedError(
+            f"dtype:{dtype.name}",
+            f"{device.name} does not support dtype {dtype}; it supports {supported}. "
+            "Cast to a supported dtype first.",
+        )
+
+
+def allocate(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
+    """A new, uninitialized, contiguous tensor."""
+    check_dtype_supported(device, dtype)
+    limits = device.capabilities.limits
+    if len(shape) > limits.max_dims:
+        raise ShapeError(
+            f"{device.name} supports at most {limits.max_dims} dimensions, asked for {len(shape)}"
+        )
+    if any(d < 0 for d in shape):
+        raise ShapeError(f"shape {shape} has a negative dimension")
+    nbytes = math.prod(shape) * dtype.itemsize
+    return Tensor._wrap(Storage(device, nbytes), dtype, shape)
+
+
+_SCALAR_CACHE: OrderedDict[tuple[Any, ...], Tensor] = OrderedDict()
+_SCALAR_CACHE_SIZE = 512
+
+
+def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> Tensor:
+    """A 0-d tensor holding ``value``, cached per stream (so its upload is ordered before
+    every use on that stream)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    dt.check_scalar_fits(value, dtype)
+    key = (id(stream), dtype, type(value), repr(value))
+    cached = _SCALAR_CACHE.get(key)
+    if cached is not None and cached.device is device:
+        _SCALAR_CACHE.move_to_end(key)
+        return cached
+    host = np.asarray(value).astype(dtype.numpy_dtype)
+    tensor = allocate(device, (), dtype)
+    device._impl.copy_from_host(stream.handle, tensor._operand(), host)
+    tensor._storage.last_stream = stream
+    _SCALAR_CACHE[key] = tensor
+    if len(_SCALAR_CACHE) > _SCALAR_CACHE_SIZE:
+        _SCALAR_CACHE.popitem(last=False)
+    return tensor
+
+
+def common_device(operands: Sequence[Any], out: Any, what: str) -> Device:
+    device: Device | None = None
+    for op in (*operands, out):
+        if isinstance(op, Tensor):
+            if device is None:
+                device = op.device
+            elif op.device is not device:
+                raise DeviceError(
+                    f"{what}() got tensors on {device.name} and {op.device.name}; move them "
+                    f"to one device first, e.g. x.to({device.name!r})"
+                )
+        elif op is None or isinstance(op, _SCALARS):
+            continue
+        elif isinstance(op, np.ndarray):
+            raise DeviceError(
+                f"{what}() got a NumPy array, which lives on the host; convert it with "
+                "hw.asarray(array, device=...) first"
+            )
+        else:
+            raise DTypeError(
+                f"{what}() takes hwabstract Tensors or Python scalars, got {type(op).__name__}"
+            )
+    if device is None:
+        raise DeviceError(f"{what}() needs at least one Tensor operand to know the device")
+    return device
+
+
+def _aliases_unsafely(out: Tensor, inputs: Sequence[Tensor], spec: KernelSpec,
+                      targets: Sequence[tuple[int, ...] | None]) -> bool:  # fmt: skip
+    for t, target in zip(inputs, targets):
+        if t._storage is not out._storage:
+            continue
+        if spec.category != "elementwise":
+            return True
+        a, b = t._operand(target), out._operand()
+        if (a.offset, a.strides) != (b.offset, b.strides):
+            return True
+    return False
+
+
+def launch(
+    spec: KernelSpec | str,
+    operands: Sequence[Any],
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    out: Tensor | None = None,
+    stream: Stream | None = None,
+) -> Tensor:
+    """Validate a call of ``spec`` and queue it. Returns the output tensor (or ``out``)."""
+    if isinstance(spec, str):
+        spec = get_spec(spec)
+    name = spec.name
+    attrs = {**spec.attributes, **(attrs or {})}
+    if out is not None and not isinstance(out, Tensor):
+        raise DTypeError(f"{name}(out=...) takes a hwabstract Tensor, got {type(out).__name__}")
+    device = common_device(operands, out, name)
+    stream = resolve_stream(device, stream)
+
+    compute, out_dtypes = spec.dtype_rule(operands, attrs)
+    caps = device.capabilities
+    if not caps.supports_kernel(name, compute):
+        raise UnsupportedError(
+            f"kernel:{name}[{compute.name}]",
+            f"{device.name} does not implement {name}() for {compute}"
+            + (
+                f"; it does for: {', '.join(sorted(d.name for d in caps.kernels[name]))}. "
+                "Cast the inputs, or use a device that declares it."
+                if caps.kernels.get(name)
+                else "; choose another device for this operation."
+            ),
+        )
+    for odt in out_dtypes:
+        check_dtype_supported(device, odt)
+    if "dtype" in spec.attributes:
+        attrs["dtype"] = out_dtypes[0]
+
+    # operands -> tensors (scalars become 0-d tensors in the dtype they will be used in)
+    tensors: list[Tensor] = []
+    for i, (input_name, op) in enumerate(zip(spec.inputs, operands)):
+        if input_name.endswith("?"):
+            attrs[f"has_{input_name[:-1]}"] = op is not None
+        if op is None:
+            if not input_name.endswith("?"):
+                raise DTypeError(f"{name}() argument {input_name!r} must not be None")
+            continue
+        if not isinstance(op, Tensor):
+            if spec.is_promoted(i):
+                op = scalar_tensor(device, op, compute, stream)
+            else:
+                op = scalar_tensor(device, op, dt.result_type(op), stream)
+        tensors.append(op)
+
+    targets, out_shapes, norm_attrs = spec.shape_rule([t.shape for t in tensors], attrs)
+
+    # cast the promoted inputs to the compute dtype
+    promoted_flags = [spec.is_promoted(i) for i, op in enumerate(operands) if op is not None]
+    for i, t in enumerate(tensors):
+        if promoted_flags[i] and t.dtype is not compute:
+            tensors[i] = cast(t, compute, stream)
+
+    inputs = [t._operand(target) for t, target in zip(tensors, targets)]
+    result_shape = tuple(out_shapes[0])
+    if out is not None:
+        if out.shape != result_shape:
+            raise ShapeError(
+                f"{name}(out=...) needs shape {result_shape}, the given tensor has {out.shape}"
+            )
+        if out.dtype is not out_dtypes[0]:
+            raise DTypeError(
+                f"{name}(out=...) needs dtype {out_dtypes[0]}, the given tensor is {out.dtype}"
+            )
+        if _aliases_unsafely(out, tensors, spec, targets):
+            tmp = allocate(device, result_shape, out_dtypes[0])
+            _queue(device, stream, name, inputs, tmp, norm_attrs)
+            copy_into(out, tmp, stream)
+            return out
+        result = out
+    else:
+        result = allocate(device, result_shape, out_dtypes[0])
+    _queue(device, stream, name, inputs, result, norm_attrs)
+    return result
+
+
+def _queue(device: Device, stream: Stream, name: str, inputs: list[Any], result: Tensor,
+           attrs: Mapping[str, Any]) -> None:  # fmt: skip
+    if result.size:
+        device._impl.launch(stream.handle, name, inputs, [result._operand()], attrs)
+    result._storage.last_stream = stream
+
+
+def cast(t: Tensor, dtype: DType, stream: Stream) -> Tensor:
+    """``t`` converted to ``dtype`` on ``stream`` (a new tensor)."""
+    return launch("astype", [t], {"dtype": dtype}, stream=stream)
+
+
+def copy_into(dst: Tensor, src: Tensor, stream: Stream) -> None:
+    """Queue ``dst[...] = src`` (same device and dtype; ``src`` broadcasts to ``dst``)."""
+    if dst.size:
+        dst.device._impl.copy(stream.handle, dst._operand(), src._operand(dst.shape))
+    dst._storage.last_stream = stream

@@ -1,0 +1,159 @@
+"""Streams and events: in-order command queues and the markers that order them.
+
+Every device has a default stream; ``with stream:`` makes another one current for the
+calling thread (per device) until the block ends. Work on one stream runs in order; work on
+different streams may overlap unless ordered with :meth:`Stream.wait`.
+
+Like CUDA, hwabstract does not track hazards between streams: if stream B reads what stream
+A writes, record an event on A and make B wait for it. Two conveniences go beyond CUDA:
+``Tensor.numpy()`` and DLPack export wait for the stream that last wrote the tensor.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from .backend import Feature
+from .errors import StreamError, UnsupportedError
+
+if TYPE_CHECKING:
+    from .device import Device
+
+__all__ = ["Event", "Stream", "current_stream"]
+
+_tls = threading.local()
+
+
+def _stacks() -> dict[Device, list[Stream]]:
+    stacks = getattr(_tls, "stacks", None)
+    if stacks is None:
+        stacks = _tls.stacks = {}
+    return stacks
+
+
+def current_stream(device: Device) -> Stream:
+    """The stream work on ``device`` goes to in this thread: the innermost ``with stream:``
+    for that device, else its default stream."""
+    stack = _stacks().get(device)
+    if stack:
+        return stack[-1]
+    return device.default_stream
+
+
+class Stream:
+    """An in-order queue of commands on one device. Create with ``device.create_stream()``."""
+
+    __slots__ = ("__weakref__", "_finalizer", "_handle", "device", "is_default")
+
+    def __init__(self, device: Device, handle: Any, *, is_default: bool = False) -> None:
+        self.device = device
+        self._handle = handle
+        self.is_default = is_default
+        self._finalizer = weakref.finalize(self, device._impl.destroy_stream, handle)
+
+    @property
+    def handle(self) -> Any:
+        """The backend's own stream handle (for interoperating with the vendor runtime)."""
+        return self._handle
+
+    def record(self, *, timing: bool | None = None) -> Event:
+        """Queue an event on this stream and return it. ``timing`` defaults to whether the
+        device declares event timing."""
+        caps = self.device.capabilities
+        can_time = caps.has_feature(Feature.EVENT_TIMING)
+        if timing is None:
+            timing = can_time
+        elif timing and not can_time:
+            raise UnsupportedError(
+                f"feature:{Feature.EVENT_TIMING.value}",
+                f"{self.device.name} does not declare event timing; record(timing=False)",
+            )
+        handle = self.device._impl.record_event(self._handle, timing)
+        return Event(self, handle, timing)
+
+    def wait(self, event: Event) -> None:
+        """Make work queued on this stream from now on wait for ``event``. Returns at once."""
+        if not isinstance(event, Event):
+            raise StreamError(f"Stream.wait() takes an Event, got {type(event).__name__}")
+        if event.device.backend != self.device.backend:
+            raise StreamError(
+                f"cannot make a {self.device.name} stream wait on an event from "
+                f"{event.device.name}: events only order streams of the same backend. "
+                "Synchronize the event on the host instead (event.synchronize())."
+            )
+        self.device._impl.stream_wait_event(self._handle, event._handle)
+
+    def synchronize(self) -> None:
+        """Block until all work queued on this stream has finished."""
+        self.device._impl.stream_synchronize(self._handle)
+
+    def query(self) -> bool:
+        """True if all work queued on this stream has finished."""
+        return bool(self.device._impl.stream_query(self._handle))
+
+    def __enter__(self) -> Stream:
+        _stacks().setdefault(self.device, []).append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stack = _stacks().get(self.device)
+        if not stack or stack[-1] is not self:
+            raise StreamError("stream contexts were exited out of order")
+        stack.pop()
+
+    def __repr__(self) -> str:
+        kind = "default stream" if self.is_default else "stream"
+        return f"<hwabstract {kind} on {self.device.name} at {id(self):#x}>"
+
+
+class Event:
+    """A marker in a stream. Reached once everything queued before it has finished."""
+
+    __slots__ = ("_handle", "stream", "timing")
+
+    def __init__(self, stream: Stream, handle: Any, timing: bool) -> None:
+        self.stream = stream
+        self._handle = handle
+        self.timing = timing
+
+    @property
+    def device(self) -> Device:
+        return self.stream.device
+
+    def query(self) -> bool:
+        """True if the event has been reached."""
+        return bool(self.device._impl.event_query(self._handle))
+
+    def synchronize(self) -> None:
+        """Block until the event has been reached."""
+        self.device._impl.event_synchronize(self._handle)
+
+    def elapsed_time(self, end: Event) -> float:
+        """Milliseconds of device time from this event to ``end`` (both are waited for).
+
+        Needs a device that declares event timing and both events recorded with timing.
+        """
+        if not isinstance(end, Event):
+            raise StreamError(f"elapsed_time() takes an Event, got {type(end).__name__}")
+        if not self.device.capabilities.has_feature(Feature.EVENT_TIMING):
+            raise UnsupportedError(
+                f"feature:{Feature.EVENT_TIMING.value}",
+                f"{self.device.name} does not declare event timing",
+            )
+        if end.device is not self.device:
+            raise StreamError(
+                f"elapsed_time() needs two events on one device; got {self.device.name} and "
+                f"{end.device.name}"
+            )
+        if not (self.timing and end.timing):
+            raise StreamError(
+                "elapsed_time() needs both events recorded with timing=True"
+            )
+        self.synchronize()
+        end.synchronize()
+        return float(self.device._impl.event_elapsed_ms(self._handle, end._handle))
+
+    def __repr__(self) -> str:
+        return f"<hwabstract event on {self.device.name} at {id(self):#x}>"

@@ -1,0 +1,355 @@
+"""Tensors: a dtype, a shape and strides over a buffer on a device.
+
+Strides are in **elements** (as in DLPack and PyTorch), not bytes as in NumPy. Views
+(basic indexing, ``T``, ``permute_dims``, ``broadcast_to``, contiguous ``reshape``) share
+their base tensor's buffer; the buffer is freed when the last tensor using it is gone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import Operand
+from .dtypes import DType
+from .errors import DeviceError, InvalidIndexError, ShapeError
+
+if TYPE_CHECKING:
+    from .device import Device
+    from .stream import Stream
+
+__all__ = ["Storage", "Tensor", "contiguous_strides"]
+
+
+def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    """C-order element strides for ``shape``."""
+    strides = []
+    acc = 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    return tuple(reversed(strides))
+
+
+class Storage:
+    """One device allocation, shared by a tensor and its views. Freed when unreferenced."""
+
+    __slots__ = ("__weakref__", "buffer", "device", "last_stream", "nbytes")
+
+    def __init__(self, device: Device, nbytes: int, buffer: Any = None) -> None:
+        self.device = device
+        self.nbytes = nbytes
+        self.buffer = None
+        self.last_stream: Stream | None = None
+        self.buffer = device._impl.allocate(device.index, nbytes) if buffer is None else buffer
+
+    def __del__(self) -> None:
+        buffer = self.buffer
+        if buffer is not None:
+            self.buffer = None
+            self.device._impl.free(buffer)
+
+
+class Tensor:
+    """An n-dimensional array on a device. Create with :func:`hwabstract.asarray`,
+    :func:`hwabstract.zeros` and friends; compute with the kernel functions or operators."""
+
+    __slots__ = ("__weakref__", "_dtype", "_offset", "_shape", "_storage", "_strides")
+
+    __array_ufunc__ = None  # NumPy must not silently compute on our tensors on the host
+    __hash__ = None  # type: ignore[assignment]  # == is elementwise
+
+    def __init__(self) -> None:
+        raise TypeError("create tensors with hwabstract.asarray(), empty(), zeros(), ...")
+
+    @classmethod
+    def _wrap(
+        cls,
+        storage: Storage,
+        dtype: DType,
+        shape: tuple[int, ...],
+        strides: tuple[int, ...] | None = None,
+        offset: int = 0,
+    ) -> Tensor:
+        self = object.__new__(cls)
+        self._storage = storage
+        self._dtype = dtype
+        self._shape = shape
+        self._strides = contiguous_strides(shape) if strides is None else strides
+        self._offset = offset
+        return self
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    @property
+    def device(self) -> Device:
+        return self._storage.device
+
+    @property
+    def dtype(self) -> DType:
+        return self._dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Element strides (not bytes)."""
+        return self._strides
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self._shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the elements occupy (size x itemsize), not the size of the buffer."""
+        return self.size * self._dtype.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self._dtype.itemsize
+
+    @property
+    def is_contiguous(self) -> bool:
+        return self._operand().is_contiguous
+
+    def _operand(self, target: tuple[int, ...] | None = None) -> Operand:
+        """The backend's view of this tensor, broadcast to ``target`` if given."""
+        storage = self._storage
+        if storage.buffer is None:
+            raise DeviceError("this tensor's memory was released")
+        if target is None or target == self._shape:
+            return Operand(storage.buffer, self._dtype, self._shape, self._strides, self._offset)
+        shape, strides = _broadcast_layout(self._shape, self._strides, target)
+        return Operand(storage.buffer, self._dtype, shape, strides, self._offset)
+
+    def _view(self, shape: tuple[int, ...], strides: tuple[int, ...], offset: int) -> Tensor:
+        return Tensor._wrap(self._storage, self._dtype, shape, strides, offset)
+
+    # -- host transfer ------------------------------------------------------------------------
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the data; waits for the stream that last wrote this tensor."""
+        out = np.empty(self._shape, dtype=self._dtype.numpy_dtype)
+        storage = self._storage
+        stream = storage.last_stream or storage.device.default_stream
+        if out.size:
+            storage.device._impl.copy_to_host(stream.handle, out, self._operand())
+        stream.synchronize()
+        return out
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError(
+                "a hwabstract Tensor cannot be viewed by NumPy without a copy; "
+                "use np.asarray(t) or t.numpy()"
+            )
+        arr = self.numpy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def item(self) -> Any:
+        """The single element as a Python scalar (the tensor must have size 1)."""
+        if self.size != 1:
+            raise ShapeError(f"item() needs a tensor with one element, this one has {self.size}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ShapeError(
+                f"the truth value of a tensor with {self.size} elements is ambiguous; "
+                "use hw.any() or hw.all()"
+            )
+        return bool(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __complex__(self) -> complex:
+        return complex(self.item())
+
+    def __index__(self) -> int:
+        if not self._dtype.is_integer:
+            raise TypeError(f"only integer tensors can be used as an index, not {self._dtype}")
+        return int(self.item())
+
+    def __len__(self) -> int:
+        if not self._shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if not self._shape:
+            raise TypeError("iteration over a 0-d tensor")
+        for i in range(self._shape[0]):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="Tensor(")
+        return f"Tensor({body}, dtype={self._dtype.name}, device={self.device.name!r})"
+
+    # -- movement and conversion --------------------------------------------------------------
+
+    def to(self, device: Device | str, *, stream: Stream | None = None) -> Tensor:
+        """This tensor on ``device`` (itself if already there). See :func:`hwabstract.to_device`."""
+        from .operations import to_device
+
+        return to_device(self, device, stream=stream)
+
+    to_device = to
+
+    def astype(self, dtype: Any, *, copy: bool = True, stream: Stream | None = None) -> Tensor:
+        from .operations import astype
+
+        return astype(self, dtype, copy=copy, stream=stream)
+
+    def reshape(self, *shape: Any, copy: bool | None = None) -> Tensor:
+        from .operations import reshape
+
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape, copy=copy)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - Array API name
+        """Transpose of a 2-D tensor (a view)."""
+        if self.ndim != 2:
+            raise ShapeError(f".T needs a 2-D tensor, this one is {self.ndim}-D; use .mT")
+        return self._view(self._shape[::-1], self._strides[::-1], self._offset)
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 - Array API name
+        """Transpose of the last two dimensions (a view)."""
+        if self.ndim < 2:
+            raise ShapeError(f".mT needs at least 2 dimensions, this tensor has {self.ndim}")
+        shape = self._shape[:-2] + self._shape[-2:][::-1]
+        strides = self._strides[:-2] + self._strides[-2:][::-1]
+        return self._view(shape, strides, self._offset)
+
+    # -- indexing ------------------------------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Tensor:
+        shape, strides, offset = _index_layout(self._shape, self._strides, self._offset, key)
+        return self._view(shape, strides, offset)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        from .operations import assign
+
+        assign(self[key], value)
+
+    # -- DLPack --------------------------------------------------------------------------------
+
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: tuple[int, int] | None = None,
+        dl_device: tuple[int, int] | None = None,
+        copy: bool | None = None,
+    ) -> Any:
+        from .dlpack import export_tensor
+
+        return export_tensor(
+            self, stream=stream, max_version=max_version, dl_device=dl_device, copy=copy
+        )
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        from .dlpack import tensor_device
+
+        return tensor_device(self)
+
+    # -- Array API namespace hook ---------------------------------------------------------------
+
+    def __array_namespace__(self, *, api_version: str | None = None) -> Any:
+        import hwabstract
+
+        return hwabstract
+
+
+def _broadcast_layout(
+    shape: tuple[int, ...], strides: tuple[int, ...], target: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    pad = len(target) - len(shape)
+    if pad < 0:
+        raise ShapeError(f"cannot broadcast shape {shape} to {target}")
+    out = [0] * pad
+    for d, s, t in zip(shape, strides, target[pad:]):
+        if d == t:
+            out.append(s)
+        elif d == 1:
+            out.append(0)
+        else:
+            raise ShapeError(f"cannot broadcast shape {shape} to {target}")
+    return target, tuple(out)
+
+
+def _index_layout(
+    shape: tuple[int, ...], strides: tuple[int, ...], offset: int, key: Any
+) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """Shape, strides and offset of ``tensor[key]`` for basic indexing."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if sum(1 for k in key if k is Ellipsis) > 1:
+        raise InvalidIndexError("an index can only have a single ellipsis ('...')")
+    if n_real > len(shape):
+        raise InvalidIndexError(
+            f"too many indices: the tensor has {len(shape)} dimension(s), the index has {n_real}"
+        )
+    if Ellipsis not in key:
+        key = (*key, Ellipsis)
+    new_shape: list[int] = []
+    new_strides: list[int] = []
+    dim = 0
+    for k in key:
+        if k is Ellipsis:
+            rest = len(shape) - dim - sum(
+                1 for kk in key[key.index(Ellipsis) + 1 :] if kk is not None
+            )
+            for _ in range(rest):
+                new_shape.append(shape[dim])
+                new_strides.append(strides[dim])
+                dim += 1
+        elif k is None:
+            new_shape.append(1)
+            new_strides.append(0)
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(shape[dim])
+            n = len(range(start, stop, step))
+            if n:
+                offset += start * strides[dim]
+            new_shape.append(n)
+            new_strides.append(strides[dim] * step)
+            dim += 1
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool) or (
+            isinstance(k, Tensor) and k.ndim == 0 and k.dtype.is_integer
+        ):
+            i = int(k)
+            size = shape[dim]
+            if not -size <= i < size:
+                raise InvalidIndexError(
+                    f"index {i} is out of bounds for dimension {dim} with size {size}"
+                )
+            offset += (i % size) * strides[dim]
+            dim += 1
+        else:
+            raise InvalidIndexError(
+                f"unsupported index {k!r}: hwabstract supports integers, slices, '...' and None "
+                "(basic indexing). Integer-array and boolean-mask indexing are not implemented."
+            )
+    return tuple(new_shape), tuple(new_strides), offset
+
