@@ -16,6 +16,10 @@ __version__ = "0.1.0"
 
 from typing import Any
 
+# Import the ``backends`` subpackage (the built-in reference backend) *before* defining the
+# ``backends()`` function below: importing a subpackage binds its name on the parent package,
+# so a later first import of ``hwabstract.backends.cpu`` would otherwise replace the function.
+from . import backends as _backends_package  # noqa: F401
 from . import errors
 from .backend import (
     API_LEVEL,
@@ -65,7 +69,7 @@ from .dtypes import (
     uint32,
     uint64,
 )
-from .dtypes import bool_ as bool  # noqa: A001 - the Array API name
+from .dtypes import bool_ as bool
 from .errors import (
     BackendUnavailableError,
     DeviceError,

@@ -196,7 +196,7 @@ class Backend(abc.ABC):
 
     # -- discovery -------------------------------------------------------------------------
 
-    def probe(self) -> None:
+    def probe(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Check the backend can run here; raise
         :class:`~hwabstract.errors.BackendUnavailableError` with the reason if not.
 

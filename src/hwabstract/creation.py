@@ -18,7 +18,7 @@ import numpy as np
 from . import dtypes as dt
 from .dispatch import allocate, copy_into, resolve_stream, scalar_tensor
 from .dtypes import DType
-from .errors import DTypeError, ShapeError
+from .errors import DeviceError, DTypeError, ShapeError
 from .stream import Stream
 from .tensor import Storage, Tensor
 
@@ -116,6 +116,11 @@ def asarray(
     target_dtype = None if dtype is None else dt.dtype(dtype)
     if isinstance(obj, Tensor):
         dev = obj.device if device is None else _device(device)
+        if copy is False and dev is not obj.device:
+            raise DeviceError(
+                f"asarray(copy=False) cannot move a tensor from {obj.device.name} to "
+                f"{dev.name} without copying; pass copy=None (or use .to({dev.name!r}))"
+            )
         result = obj.to(dev, stream=stream) if dev is not obj.device else obj
         if target_dtype is not None and target_dtype is not result.dtype:
             if copy is False:
@@ -160,7 +165,10 @@ def _adopt(host: np.ndarray, device: Any) -> Tensor:
 def empty(shape: int | Sequence[int], *, dtype: Any = None, device: Any = None,
           stream: Stream | None = None) -> Tensor:  # fmt: skip
     """An uninitialized tensor."""
-    return allocate(_device(device), _shape(shape), dt.dtype(dtype or dt.default_float))
+    dev = _device(device)
+    if stream is not None:
+        resolve_stream(dev, stream)  # checks the stream belongs to the device
+    return allocate(dev, _shape(shape), dt.dtype(dt.default_float if dtype is None else dtype))
 
 
 def full(shape: int | Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None,
@@ -177,36 +185,49 @@ def full(shape: int | Sequence[int], fill_value: Any, *, dtype: Any = None, devi
 def zeros(shape: int | Sequence[int], *, dtype: Any = None, device: Any = None,
           stream: Stream | None = None) -> Tensor:  # fmt: skip
     """A tensor of zeros (default dtype float32)."""
-    d = dt.dtype(dtype or dt.default_float)
+    d = dt.dtype(dt.default_float if dtype is None else dtype)
     return full(shape, False if d.is_bool else 0, dtype=d, device=device, stream=stream)
 
 
 def ones(shape: int | Sequence[int], *, dtype: Any = None, device: Any = None,
          stream: Stream | None = None) -> Tensor:  # fmt: skip
     """A tensor of ones (default dtype float32)."""
-    d = dt.dtype(dtype or dt.default_float)
+    d = dt.dtype(dt.default_float if dtype is None else dtype)
     return full(shape, True if d.is_bool else 1, dtype=d, device=device, stream=stream)
+
+
+def _like(x: Tensor, dtype: Any, device: Any) -> tuple[Any, Any]:
+    if not isinstance(x, Tensor):
+        raise DTypeError(f"the *_like functions take a hwabstract Tensor, got {type(x).__name__}")
+    return (x.dtype if dtype is None else dtype), (x.device if device is None else device)
 
 
 def empty_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
                stream: Stream | None = None) -> Tensor:  # fmt: skip
-    return empty(x.shape, dtype=dtype or x.dtype, device=device or x.device, stream=stream)
+    """An uninitialized tensor with ``x``'s shape (and dtype and device unless given)."""
+    d, dev = _like(x, dtype, device)
+    return empty(x.shape, dtype=d, device=dev, stream=stream)
 
 
 def zeros_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
                stream: Stream | None = None) -> Tensor:  # fmt: skip
-    return zeros(x.shape, dtype=dtype or x.dtype, device=device or x.device, stream=stream)
+    """Zeros with ``x``'s shape (and dtype and device unless given)."""
+    d, dev = _like(x, dtype, device)
+    return zeros(x.shape, dtype=d, device=dev, stream=stream)
 
 
 def ones_like(x: Tensor, /, *, dtype: Any = None, device: Any = None,
               stream: Stream | None = None) -> Tensor:  # fmt: skip
-    return ones(x.shape, dtype=dtype or x.dtype, device=device or x.device, stream=stream)
+    """Ones with ``x``'s shape (and dtype and device unless given)."""
+    d, dev = _like(x, dtype, device)
+    return ones(x.shape, dtype=d, device=dev, stream=stream)
 
 
 def full_like(x: Tensor, /, fill_value: Any, *, dtype: Any = None, device: Any = None,
               stream: Stream | None = None) -> Tensor:  # fmt: skip
-    return full(x.shape, fill_value, dtype=dtype or x.dtype, device=device or x.device,
-                stream=stream)  # fmt: skip
+    """``fill_value`` with ``x``'s shape (and dtype and device unless given)."""
+    d, dev = _like(x, dtype, device)
+    return full(x.shape, fill_value, dtype=d, device=dev, stream=stream)
 
 
 def arange(start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None,
@@ -214,11 +235,18 @@ def arange(start: Any, /, stop: Any = None, step: Any = 1, *, dtype: Any = None,
     """Evenly spaced values in ``[start, stop)``. Computed on the host, then uploaded."""
     if stop is None:
         start, stop = 0, start
+    if any(np.iscomplexobj(v) for v in (start, stop, step)):
+        raise DTypeError("arange() takes real start, stop and step; use linspace() for complex")
     if step == 0:
         raise ShapeError("arange() step must not be zero")
     d = dt.dtype(dtype) if dtype is not None else dt.result_type(start, stop, step)
+    if d.is_bool:
+        raise DTypeError(
+            "arange() cannot make a bool tensor (it would count past True); make an integer "
+            "range and compare it, e.g. hw.arange(n) > 0"
+        )
     n = max(0, math.ceil((stop - start) / step))
-    host = (start + step * np.arange(n, dtype=np.float64 if d.is_floating else np.int64))
+    host = start + step * np.arange(n, dtype=np.float64 if d.is_floating else np.int64)
     return _upload(host.astype(d.numpy_dtype), _device(device), stream)
 
 
@@ -239,7 +267,7 @@ def eye(n_rows: int, n_cols: int | None = None, /, *, k: int = 0, dtype: Any = N
     """A 2-D tensor with ones on diagonal ``k`` and zeros elsewhere (built on the device:
     zeros, then a strided view of the diagonal is filled)."""
     cols = n_rows if n_cols is None else n_cols
-    d = dt.dtype(dtype or dt.default_float)
+    d = dt.dtype(dt.default_float if dtype is None else dtype)
     result = zeros((n_rows, cols), dtype=d, device=device, stream=stream)
     length = max(0, min(n_rows - max(-k, 0), cols - max(k, 0)))
     if length:

@@ -36,6 +36,17 @@ class Device:
         "name",
     )
 
+    _registry: Registry
+    _impl: Backend
+    _info: DeviceInfo | None
+    _caps: Capabilities | None
+    _default_stream: Stream | None
+    _streams: weakref.WeakSet[Stream]
+    _lock: threading.Lock
+    backend: str  #: the backend's name
+    index: int  #: the device's index within its backend
+    name: str  #: ``"backend:index"``
+
     def __init__(self) -> None:
         raise TypeError("use hwabstract.device(...) to get a Device")
 
@@ -47,10 +58,10 @@ class Device:
         self._impl = impl
         self.index = index
         self.name = f"{backend_name}:{index}"
-        self._info: DeviceInfo | None = None
-        self._caps: Capabilities | None = None
-        self._default_stream: Stream | None = None
-        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()
+        self._info = None
+        self._caps = None
+        self._default_stream = None
+        self._streams = weakref.WeakSet()
         self._lock = threading.Lock()
         return self
 
@@ -103,8 +114,15 @@ class Device:
         """Block until the work queued on every stream of this device has finished."""
         with self._lock:
             streams = list(self._streams)
+        first_error: BaseException | None = None
         for stream in streams:
-            stream.synchronize()
+            try:
+                stream.synchronize()
+            except Exception as exc:  # keep waiting for the other streams, then report
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
 
     def __repr__(self) -> str:
         return f"<hwabstract.Device {self.name} ({self.info.name})>"

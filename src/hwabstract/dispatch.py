@@ -10,18 +10,21 @@ allocate (or check) the outputs, and queue the launch. The backend sees only nor
 from __future__ import annotations
 
 import math
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import numpy as np
 
 from . import dtypes as dt
+from .backend import Operand
 from .dtypes import DType
 from .errors import DeviceError, DTypeError, ShapeError, StreamError, UnsupportedError
 from .kernels import KernelSpec, get_spec
 from .stream import Stream, current_stream
-from .tensor import Storage, Tensor
+from .tensor import Storage, Tensor, contiguous_strides
 
 if TYPE_CHECKING:
     from .device import Device
@@ -69,8 +72,12 @@ def allocate(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
     return Tensor._wrap(Storage(device, nbytes), dtype, shape)
 
 
-_SCALAR_CACHE: OrderedDict[tuple[Any, ...], Tensor] = OrderedDict()
-_SCALAR_CACHE_SIZE = 512
+#: Per stream, the 0-d tensors holding recently used Python scalars. Keyed weakly by the
+#: stream: a stream the program has dropped takes its cached scalars with it.
+_SCALAR_CACHE: weakref.WeakKeyDictionary[Stream, OrderedDict[tuple[Any, ...], Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
+_SCALAR_CACHE_SIZE = 256  # per stream
 
 
 def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> Tensor:
@@ -79,19 +86,38 @@ def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> T
     if isinstance(value, np.generic):
         value = value.item()
     dt.check_scalar_fits(value, dtype)
-    key = (id(stream), dtype, type(value), repr(value))
-    cached = _SCALAR_CACHE.get(key)
-    if cached is not None and cached.device is device:
-        _SCALAR_CACHE.move_to_end(key)
+    key = (dtype, type(value), repr(value))
+    cache = _SCALAR_CACHE.get(stream)
+    if cache is None:
+        cache = _SCALAR_CACHE.setdefault(stream, OrderedDict())
+    cached = cache.get(key)
+    if cached is not None:
+        cache.move_to_end(key)
         return cached
-    host = np.asarray(value).astype(dtype.numpy_dtype)
+    host = _scalar_host(value, dtype)
     tensor = allocate(device, (), dtype)
     device._impl.copy_from_host(stream.handle, tensor._operand(), host)
-    tensor._storage.last_stream = stream
-    _SCALAR_CACHE[key] = tensor
-    if len(_SCALAR_CACHE) > _SCALAR_CACHE_SIZE:
-        _SCALAR_CACHE.popitem(last=False)
+    # The tensor's last_stream stays None: it is only ever used on `stream`, after its upload
+    # there, and a reference to the stream from the cache would keep the stream (and its
+    # worker) alive for as long as the cache lives.
+    cache[key] = tensor
+    if len(cache) > _SCALAR_CACHE_SIZE:
+        cache.popitem(last=False)
     return tensor
+
+
+def _scalar_host(value: Any, dtype: DType) -> np.ndarray:
+    """``value`` as a 0-d host array of ``dtype``. A float scalar beyond the dtype's range
+    becomes +-inf (or NaN for a float8 without infinities), as IEEE conversion does, without
+    NumPy's overflow warning."""
+    if dtype.kind in "fc" and isinstance(value, int) and not isinstance(value, bool):
+        # Python ints beyond int64 would become object arrays, which ml_dtypes cannot convert
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.copysign(math.inf, value)
+    with np.errstate(over="ignore"):
+        return np.asarray(value).astype(dtype.numpy_dtype)
 
 
 def common_device(operands: Sequence[Any], out: Any, what: str) -> Device:
@@ -194,7 +220,7 @@ def launch(
         if promoted_flags[i] and t.dtype is not compute:
             tensors[i] = cast(t, compute, stream)
 
-    inputs = [t._operand(target) for t, target in zip(tensors, targets)]
+    inputs = [_normalized(t._operand(target)) for t, target in zip(tensors, targets)]
     result_shape = tuple(out_shapes[0])
     if out is not None:
         if out.shape != result_shape:
@@ -215,6 +241,16 @@ def launch(
         result = allocate(device, result_shape, out_dtypes[0])
     _queue(device, stream, name, inputs, result, norm_attrs)
     return result
+
+
+def _normalized(op: Operand) -> Operand:
+    """An empty operand with contiguous strides and offset 0. Views of empty tensors may
+    carry offsets and strides that point past their (possibly zero-byte) buffer; no element
+    is ever read through them, but a backend building a view from them may refuse them. A
+    kernel can still receive an empty input with a non-empty output (matmul with K == 0)."""
+    if op.size or (op.offset == 0 and op.strides == contiguous_strides(op.shape)):
+        return op
+    return attrs.evolve(op, strides=contiguous_strides(op.shape), offset=0)
 
 
 def _queue(device: Device, stream: Stream, name: str, inputs: list[Any], result: Tensor,

@@ -164,6 +164,10 @@ def dtype(spec: DType | str | np.dtype[Any] | type) -> DType:
     """Convert a dtype given as an :class:`DType`, a name, or a NumPy dtype / scalar type."""
     if isinstance(spec, DType):
         return spec
+    if spec is None:  # np.dtype(None) would be float64: never a silent default here
+        raise DTypeError(
+            "dtype None is not a dtype; pass one of: " + ", ".join(d.name for d in _ALL)
+        )
     if isinstance(spec, str):
         found = _BY_NAME.get(spec)
         if found is not None:
@@ -177,7 +181,7 @@ def dtype(spec: DType | str | np.dtype[Any] | type) -> DType:
     if spec is complex:
         return default_complex
     try:
-        npd = np.dtype(spec)  # type: ignore[call-overload]
+        npd = np.dtype(spec)
     except (TypeError, ValueError):
         npd = None
     if npd is not None:
@@ -260,6 +264,9 @@ def result_type(*operands: Any) -> DType:
             weak.append(type(op))
         elif isinstance(op, DType):
             strong.append(op)
+        elif isinstance(op, (str, type, np.dtype)):
+            # before the hasattr test: NumPy scalar *types* have a class attribute `dtype`
+            strong.append(dtype(op))
         elif hasattr(op, "dtype"):
             strong.append(dtype(op.dtype))
         else:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 __all__ = [
     "BackendUnavailableError",
+    "DLPackError",
     "DTypeError",
     "DeviceError",
-    "DLPackError",
     "HwAbstractError",
     "InvalidIndexError",
     "KernelError",

@@ -8,8 +8,11 @@ stream of the operands' device) and returns without waiting for the device.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from . import dtypes as dt
 from .backend import Feature
@@ -81,7 +84,9 @@ def _reduction_fn(name: str, doc: str) -> _Fn:
 
     fn.__name__ = fn.__qualname__ = name
     extra_doc = f" Extra keyword arguments: {', '.join(extras)}." if extras else ""
-    fn.__doc__ = f"{doc}\n\nReduction kernel ``{name}`` over ``axis`` (all axes if None).{extra_doc}"
+    fn.__doc__ = (
+        f"{doc}\n\nReduction kernel ``{name}`` over ``axis`` (all axes if None).{extra_doc}"
+    )
     fn.__module__ = "hwabstract"
     return _export(fn)
 
@@ -150,9 +155,24 @@ def matmul(
     a = x1[None, :] if x1.ndim == 1 else x1
     b = x2[:, None] if x2.ndim == 1 else x2
     squeeze = (x1.ndim == 1, x2.ndim == 1)
-    if out is not None and any(squeeze):
-        target = out[None, :] if squeeze[0] else out
-        target = target[..., None] if squeeze[1] else target
+    # NB: this module defines its own any/all/min/max/sum (the kernels): use builtins here
+    if out is not None and builtins.any(squeeze):
+        if not isinstance(out, Tensor):
+            raise DTypeError(f"matmul(out=...) takes a hwabstract Tensor, got {type(out).__name__}")
+        if squeeze[0] and squeeze[1]:
+            if out.ndim != 0:
+                raise ShapeError(
+                    f"matmul(out=...) needs shape (), the given tensor has {out.shape}"
+                )
+            target = out[None, None]
+        elif squeeze[0]:
+            if out.ndim == 0:
+                raise ShapeError("matmul(out=...) got a 0-d tensor for a non-scalar result")
+            target = out[..., None, :]  # the removed row dimension sits before the last
+        else:
+            if out.ndim == 0:
+                raise ShapeError("matmul(out=...) got a 0-d tensor for a non-scalar result")
+            target = out[..., None]
         launch("matmul", (a, b), None, out=target, stream=stream)
         return out
     result = launch("matmul", (a, b), None, out=out, stream=stream)
@@ -222,9 +242,7 @@ def permute_dims(x: Tensor, /, axes: Sequence[int]) -> Tensor:
     """Reorder the dimensions of ``x`` (a view)."""
     _require_tensor("permute_dims", x)
     perm = permute_shape(x.shape, axes)
-    return x._view(
-        tuple(x.shape[i] for i in perm), tuple(x.strides[i] for i in perm), x._offset
-    )
+    return x._view(tuple(x.shape[i] for i in perm), tuple(x.strides[i] for i in perm), x._offset)
 
 
 @_export
@@ -254,7 +272,7 @@ def flip(x: Tensor, /, *, axis: int | Sequence[int] | None = None) -> Tensor:
     strides = list(x.strides)
     offset = x._offset
     for a in axes:
-        if x.shape[a] > 0:
+        if x.size:  # an empty view keeps its offset: there is no last element to start at
             offset += (x.shape[a] - 1) * strides[a]
         strides[a] = -strides[a]
     return x._view(x.shape, tuple(strides), offset)
@@ -407,13 +425,18 @@ def to_device(x: Tensor, device: Any, /, *, stream: Stream | None = None) -> Ten
     return result
 
 
-
 # -- operators on Tensor --------------------------------------------------------------------------
+
+
+# What an operator passes on to its kernel: tensors, Python and NumPy scalars, and NumPy
+# arrays (so that ``x + np_array`` gets dispatch's "convert it with hw.asarray" error rather
+# than NumPy's "operand does not support ufuncs").
+_OPERANDS = (Tensor, bool, int, float, complex, np.bool_, np.number, np.ndarray)
 
 
 def _binary_operator(fn: _Fn, reflected: bool) -> Callable[[Tensor, Any], Any]:
     def op(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, (Tensor, bool, int, float, complex)):
+        if not isinstance(other, _OPERANDS):
             return NotImplemented
         return fn(other, self) if reflected else fn(self, other)
 
@@ -422,8 +445,8 @@ def _binary_operator(fn: _Fn, reflected: bool) -> Callable[[Tensor, Any], Any]:
 
 def _inplace_operator(fn: _Fn) -> Callable[[Tensor, Any], Tensor]:
     def op(self: Tensor, other: Any) -> Tensor:
-        if not isinstance(other, (Tensor, bool, int, float, complex)):
-            return NotImplemented  # type: ignore[no-any-return]
+        if not isinstance(other, _OPERANDS):
+            return NotImplemented
         fn(self, other, out=self)
         return self
 

@@ -11,6 +11,9 @@ Environment:
 * ``HWABSTRACT_DISABLE_PLUGINS`` -- comma-separated deny list of plugin names.
 
 Disabled plugins are still listed, with status ``disabled`` and the variable that did it.
+Nothing a plugin does replaces another's row: an entry-point name declared by two
+distributions, or a backend name provided twice, lists the later one as ``failed`` and
+keeps the first (the core's own ``cpu`` entry point always loads first).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+import re
 import threading
 import traceback
 from collections.abc import Iterable
@@ -74,23 +78,60 @@ class PluginSource:
     version: str | None = None
 
 
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _failing_loader(exc: BaseException) -> Any:
+    def load() -> Any:
+        raise exc
+
+    return load
+
+
 def _entry_point_sources() -> list[PluginSource]:
-    sources = []
+    """One source per ``hwabstract`` entry point of every installed distribution.
+
+    Each distribution is read on its own, so one with unreadable metadata becomes a failed
+    source instead of stopping discovery. A distribution found twice on ``sys.path`` counts
+    once (the first, as ``importlib.metadata`` does). Two *different* distributions declaring
+    the same entry-point name are both kept: the registry lists the second as failed. The
+    core's own entry points come first, so a third-party entry point reusing the name
+    ``cpu`` cannot shadow the reference backend.
+    """
+    group = hookspecs.PROJECT_NAME
+    sources: list[PluginSource] = []
     seen: set[str] = set()
-    for ep in md.entry_points(group=hookspecs.PROJECT_NAME):
-        if ep.name in seen:  # the same dist found twice on sys.path
-            continue
-        seen.add(ep.name)
-        dist = getattr(ep, "dist", None)
-        sources.append(
-            PluginSource(
-                ep.name,
-                ep.load,
-                dist.metadata["Name"] if dist is not None else None,
-                dist.version if dist is not None else None,
+    for dist in md.distributions():
+        error: Exception | None = None
+        try:
+            eps = [ep for ep in dist.entry_points if ep.group == group]
+        except Exception as exc:
+            text = dist.read_text("entry_points.txt") or ""
+            if f"[{group}]" not in text.replace(" ", ""):
+                continue  # broken, but not a hwabstract plugin: not ours to report
+            eps, error = [], exc
+        if not eps and error is None:
+            continue  # (reading METADATA only for plugin distributions keeps this fast)
+        dist_name = dist.metadata["Name"]
+        if dist_name:
+            key = _normalized(dist_name)
+            if key in seen:
+                continue
+            seen.add(key)
+        version = dist.version
+        if error is not None:
+            label = dist_name or "unnamed distribution"
+            failure = PluginError(
+                f"distribution {label!r} has an unreadable entry_points.txt: "
+                f"{type(error).__name__}: {error}"
             )
-        )
-    if "cpu" not in seen:
+            sources.append(PluginSource(label, _failing_loader(failure), dist_name, version))
+        for ep in eps:
+            sources.append(PluginSource(ep.name, ep.load, dist_name, version))
+    # stable sort: the core's own plugin first, then sys.path order
+    sources.sort(key=lambda src: src.distribution != "hwabstract")
+    if not any(src.name == "cpu" and src.distribution == "hwabstract" for src in sources):
         # Running from a source tree without installed metadata: register the built-in
         # reference backend through the same hook path as an installed plugin would be.
         from . import __version__
@@ -120,6 +161,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _unavailable_reason(exc: BackendUnavailableError) -> str:
+    if exc.vendor_message:
+        return f"{exc.reason} (vendor: {exc.vendor_message})"
+    return exc.reason
+
+
+#: What a plugin may raise without breaking discovery (a plugin calling sys.exit() on import
+#: included; KeyboardInterrupt still stops the program).
+_PLUGIN_FAILURES = (Exception, SystemExit)
+
+#: Backend names must work in device specs ("name:index") and environment lists.
+_BACKEND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
 class _Entry:
     """Mutable bookkeeping for one backend."""
 
@@ -129,11 +184,24 @@ class _Entry:
         self.devices: list[Device] = []
 
 
+def _put(entries: dict[str, _Entry], key: str, entry: _Entry) -> None:
+    """Add ``entry`` under ``key``, or under a unique variant of it: a failure reported for
+    one plugin must never replace what another plugin (or backend) already provided."""
+    if key in entries:
+        base = f"{key}@{entry.status.plugin}"
+        key, n = base, 2
+        while key in entries:
+            key, n = f"{base}#{n}", n + 1
+    entries[key] = entry
+
+
 class Registry:
     """Discovers plugins and owns the backends and devices they provide.
 
-    The process-wide instance is :func:`get_registry`; tests build their own from explicit
-    :class:`PluginSource` lists.
+    The process-wide instance is :func:`get_registry`. Without ``sources`` a registry
+    discovers the ``hwabstract`` entry points installed on ``sys.path`` (when it is first
+    used); tests may pass an explicit list of :class:`PluginSource` instead.
+    ``HWABSTRACT_PLUGINS`` and ``HWABSTRACT_DISABLE_PLUGINS`` are read at discovery.
     """
 
     def __init__(self, sources: Iterable[PluginSource] | None = None) -> None:
@@ -153,8 +221,9 @@ class Registry:
             sources = self._sources if self._sources is not None else _entry_point_sources()
             allow = _env_list("HWABSTRACT_PLUGINS")
             deny = _env_list("HWABSTRACT_DISABLE_PLUGINS") or set()
+            loaded: dict[str, PluginSource] = {}
             for source in sources:
-                self._load_source(source, allow, deny, entries)
+                self._load_source(source, allow, deny, entries, loaded)
             self._entries = entries
             return entries
 
@@ -164,34 +233,50 @@ class Registry:
         allow: set[str] | None,
         deny: set[str],
         entries: dict[str, _Entry],
+        loaded: dict[str, PluginSource],
     ) -> None:
         def plugin_status(status: str, reason: str) -> None:
-            entries[source.name] = _Entry(
-                BackendStatus(
-                    name=source.name,
-                    plugin=source.name,
-                    distribution=source.distribution,
-                    version=source.version,
-                    api_level=None,
-                    status=status,
-                    reason=reason,
-                )
+            _put(
+                entries,
+                source.name,
+                _Entry(
+                    BackendStatus(
+                        name=source.name,
+                        plugin=source.name,
+                        distribution=source.distribution,
+                        version=source.version,
+                        api_level=None,
+                        status=status,
+                        reason=reason,
+                    )
+                ),
             )
 
         if allow is not None and source.name not in allow:
-            plugin_status(DISABLED, "not in HWABSTRACT_PLUGINS")
+            listed = ",".join(sorted(allow)) or "(empty)"
+            plugin_status(DISABLED, f"not in HWABSTRACT_PLUGINS={listed}")
             return
         if source.name in deny:
             plugin_status(DISABLED, "listed in HWABSTRACT_DISABLE_PLUGINS")
             return
+        previous = loaded.get(source.name)
+        if previous is not None:
+            plugin_status(
+                FAILED,
+                f"entry point {source.name!r} is declared by distribution "
+                f"{previous.distribution!r} too, which was loaded first; uninstall one of the "
+                "two or rename one entry point",
+            )
+            return
+        loaded[source.name] = source
         try:
             plugin = source.load()
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             plugin_status(FAILED, f"plugin failed to import: {_describe(exc)}")
             return
         try:
             self.plugin_manager.register(plugin, name=source.name)
-        except Exception as exc:
+        except _PLUGIN_FAILURES as exc:
             plugin_status(FAILED, f"plugin failed to register with pluggy: {_describe(exc)}")
             return
         impls = [
@@ -205,92 +290,117 @@ class Registry:
         classes: list[Any] = []
         for impl in impls:
             try:
-                classes.extend(impl.function())
-            except Exception as exc:
-                plugin_status(FAILED, f"hwabstract_backends hook raised: {_describe(exc)}")
+                provided: Any = impl.function()
+            except _PLUGIN_FAILURES as exc:
+                plugin_status(FAILED, f"hwabstract_backends hook raised {_describe(exc)}")
+                return
+            if isinstance(provided, type):
+                provided = [provided]
+            if not isinstance(provided, Iterable) or isinstance(provided, (str, bytes)):
+                plugin_status(
+                    FAILED,
+                    f"hwabstract_backends hook returned {provided!r}; it must return a list "
+                    "of Backend subclasses",
+                )
+                return
+            try:
+                classes.extend(provided)
+            except _PLUGIN_FAILURES as exc:
+                plugin_status(FAILED, f"hwabstract_backends hook raised {_describe(exc)}")
                 return
         for cls in classes:
             self._add_backend(source, cls, entries)
 
     def _add_backend(self, source: PluginSource, cls: Any, entries: dict[str, _Entry]) -> None:
-        name = getattr(cls, "name", None)
-        level = getattr(cls, "api_level", None)
-        base = dict(
-            plugin=source.name,
-            distribution=source.distribution,
-            version=source.version,
-            api_level=level if isinstance(level, int) else None,
-            priority=getattr(cls, "priority", 0) if isinstance(cls, type) else 0,
-        )
+        name = getattr(cls, "name", None) if isinstance(cls, type) else None
+        level = getattr(cls, "api_level", None) if isinstance(cls, type) else None
+        priority = getattr(cls, "priority", 0) if isinstance(cls, type) else 0
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            priority = 0
+        plugin_level = level if isinstance(level, int) and not isinstance(level, bool) else None
+
+        def record(
+            status: str,
+            reason: str | None,
+            backend: Backend | None = None,
+            count: int = 0,
+            standin: bool = False,
+            label: str | None = None,
+        ) -> None:
+            _put(
+                entries,
+                label or str(name),
+                _Entry(
+                    BackendStatus(
+                        name=label or str(name),
+                        plugin=source.name,
+                        distribution=source.distribution,
+                        version=source.version,
+                        api_level=plugin_level,
+                        status=status,
+                        reason=reason,
+                        device_count=count,
+                        priority=priority,
+                        standin=standin,
+                    ),
+                    backend,
+                ),
+            )
+
         if not (isinstance(cls, type) and issubclass(cls, Backend)) or not isinstance(name, str):
-            label = name if isinstance(name, str) else source.name
-            entries[label] = _Entry(
-                BackendStatus(
-                    name=label,
-                    status=FAILED,
-                    reason=f"hook returned {cls!r}, which is not a Backend subclass with a name",
-                    **base,  # type: ignore[arg-type]
-                )
+            label = name if isinstance(name, str) and name else source.name
+            record(
+                FAILED,
+                f"hwabstract_backends hook returned {cls!r}, which is not a Backend subclass "
+                "with a name",
+                label=label,
+            )
+            return
+        if not _BACKEND_NAME.fullmatch(name):
+            record(
+                FAILED,
+                f"backend name {name!r} is not usable in a device spec; use letters, digits, "
+                "'_', '-' and '.' (no ':' or spaces), starting with a letter",
             )
             return
         if name in entries:
             prev = entries[name].status
-            entries[f"{name}@{source.name}"] = _Entry(
-                BackendStatus(
-                    name=name,
-                    status=FAILED,
-                    reason=f"backend name {name!r} is already provided by plugin {prev.plugin!r}",
-                    **base,  # type: ignore[arg-type]
-                )
+            record(
+                FAILED,
+                f"backend name {name!r} is already provided by plugin {prev.plugin!r} "
+                f"(distribution {prev.distribution!r}); uninstall one of them",
             )
             return
-        if level not in SUPPORTED_API_LEVELS:
+        if plugin_level is None or plugin_level not in SUPPORTED_API_LEVELS:
             speaks = ", ".join(map(str, sorted(SUPPORTED_API_LEVELS)))
-            entries[name] = _Entry(
-                BackendStatus(
-                    name=name,
-                    status=FAILED,
-                    reason=(
-                        f"plugin implements contract API level {level!r}; this hwabstract "
-                        f"speaks {speaks}. Install a plugin version built for it."
-                    ),
-                    **base,  # type: ignore[arg-type]
-                )
+            record(
+                FAILED,
+                f"plugin implements contract API level {level!r}; this hwabstract speaks "
+                f"{speaks}. Install a plugin version built for it.",
             )
             return
         try:
             backend = cls()
+        except BackendUnavailableError as exc:
+            record(UNAVAILABLE, _unavailable_reason(exc))
+            return
+        except _PLUGIN_FAILURES as exc:
+            record(FAILED, f"backend could not be created: {_describe(exc)}")
+            return
+        try:
             backend.probe()
             count = int(backend.device_count())
             standin = count > 0 and bool(backend.device_info(0).standin)
         except BackendUnavailableError as exc:
-            entries[name] = _Entry(
-                BackendStatus(name=name, status=UNAVAILABLE, reason=exc.reason, **base)  # type: ignore[arg-type]
-            )
+            record(UNAVAILABLE, _unavailable_reason(exc))
             return
-        except Exception as exc:
-            entries[name] = _Entry(
-                BackendStatus(
-                    name=name,
-                    status=FAILED,
-                    reason=f"probe raised {_describe(exc)}",
-                    **base,  # type: ignore[arg-type]
-                )
-            )
+        except _PLUGIN_FAILURES as exc:
+            record(FAILED, f"probe raised {_describe(exc)}")
             return
         if count <= 0:
-            entries[name] = _Entry(
-                BackendStatus(
-                    name=name, status=UNAVAILABLE, reason="backend reports no devices", **base  # type: ignore[arg-type]
-                )
-            )
+            record(UNAVAILABLE, "backend reports no devices")
             return
-        entries[name] = _Entry(
-            BackendStatus(
-                name=name, status=OK, reason=None, device_count=count, standin=standin, **base  # type: ignore[arg-type]
-            ),
-            backend,
-        )
+        record(OK, None, backend, count, standin)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -349,7 +459,12 @@ class Registry:
         if spec is None:
             env = os.environ.get("HWABSTRACT_DEVICE")
             if env:
-                return self.device(env)
+                try:
+                    return self.device(env)
+                except DeviceError as exc:
+                    raise DeviceError(
+                        f"HWABSTRACT_DEVICE={env!r} names no usable device: {exc}"
+                    ) from exc
             ok = [s for s in self.backends() if s.ok]
             if not ok:
                 raise DeviceError(

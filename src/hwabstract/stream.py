@@ -76,7 +76,10 @@ class Stream:
     def wait(self, event: Event) -> None:
         """Make work queued on this stream from now on wait for ``event``. Returns at once."""
         if not isinstance(event, Event):
-            raise StreamError(f"Stream.wait() takes an Event, got {type(event).__name__}")
+            raise StreamError(
+                f"Stream.wait() takes an Event, got {type(event).__name__}; record one with "
+                "other_stream.record()"
+            )
         if event.device.backend != self.device.backend:
             raise StreamError(
                 f"cannot make a {self.device.name} stream wait on an event from "
@@ -98,10 +101,18 @@ class Stream:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stack = _stacks().get(self.device)
+        stacks = _stacks()
+        stack = stacks.get(self.device)
         if not stack or stack[-1] is not self:
-            raise StreamError("stream contexts were exited out of order")
+            innermost = f"{stack[-1]!r} is" if stack else "no stream is"
+            raise StreamError(
+                f"stream contexts were exited out of order: leaving {self!r}, but {innermost} "
+                f"the innermost current stream of {self.device.name} in this thread. Nest "
+                "`with stream:` blocks (or call __enter__/__exit__ in reverse order)."
+            )
         stack.pop()
+        if not stack:
+            del stacks[self.device]  # the thread-local table must not keep devices alive
 
     def __repr__(self) -> str:
         kind = "default stream" if self.is_default else "stream"
@@ -136,7 +147,10 @@ class Event:
         Needs a device that declares event timing and both events recorded with timing.
         """
         if not isinstance(end, Event):
-            raise StreamError(f"elapsed_time() takes an Event, got {type(end).__name__}")
+            raise StreamError(
+                f"elapsed_time() takes an Event, got {type(end).__name__}; record one with "
+                "stream.record()"
+            )
         if not self.device.capabilities.has_feature(Feature.EVENT_TIMING):
             raise UnsupportedError(
                 f"feature:{Feature.EVENT_TIMING.value}",
@@ -149,7 +163,8 @@ class Event:
             )
         if not (self.timing and end.timing):
             raise StreamError(
-                "elapsed_time() needs both events recorded with timing=True"
+                "elapsed_time() needs both events recorded with timing=True (the default on "
+                "devices that declare event timing)"
             )
         self.synchronize()
         end.synchronize()

@@ -8,6 +8,7 @@ their base tensor's buffer; the buffer is freed when the last tensor using it is
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +47,14 @@ class Storage:
         self.last_stream: Stream | None = None
         self.buffer = device._impl.allocate(device.index, nbytes) if buffer is None else buffer
 
-    def __del__(self) -> None:
+    def __del__(self, _finalizing: Any = sys.is_finalizing) -> None:
         buffer = self.buffer
         if buffer is not None:
             self.buffer = None
-            self.device._impl.free(buffer)
+            # At interpreter shutdown the process's memory goes away anyway, and the backend
+            # (its modules, its native library) may already be torn down: do not call it.
+            if not _finalizing():
+                self.device._impl.free(buffer)
 
 
 class Tensor:
@@ -58,6 +62,12 @@ class Tensor:
     :func:`hwabstract.zeros` and friends; compute with the kernel functions or operators."""
 
     __slots__ = ("__weakref__", "_dtype", "_offset", "_shape", "_storage", "_strides")
+
+    _storage: Storage
+    _dtype: DType
+    _shape: tuple[int, ...]
+    _strides: tuple[int, ...]
+    _offset: int
 
     __array_ufunc__ = None  # NumPy must not silently compute on our tensors on the host
     __hash__ = None  # type: ignore[assignment]  # == is elementwise
@@ -225,14 +235,14 @@ class Tensor:
         return reshape(self, shape, copy=copy)
 
     @property
-    def T(self) -> Tensor:  # noqa: N802 - Array API name
+    def T(self) -> Tensor:  # the Array API name
         """Transpose of a 2-D tensor (a view)."""
         if self.ndim != 2:
             raise ShapeError(f".T needs a 2-D tensor, this one is {self.ndim}-D; use .mT")
         return self._view(self._shape[::-1], self._strides[::-1], self._offset)
 
     @property
-    def mT(self) -> Tensor:  # noqa: N802 - Array API name
+    def mT(self) -> Tensor:  # the Array API name
         """Transpose of the last two dimensions (a view)."""
         if self.ndim < 2:
             raise ShapeError(f".mT needs at least 2 dimensions, this tensor has {self.ndim}")
@@ -303,24 +313,25 @@ def _index_layout(
     """Shape, strides and offset of ``tensor[key]`` for basic indexing."""
     if not isinstance(key, tuple):
         key = (key,)
-    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
-    if sum(1 for k in key if k is Ellipsis) > 1:
+    # identity tests only: ``k == Ellipsis`` would compare arrays elementwise
+    ellipses = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(ellipses) > 1:
         raise InvalidIndexError("an index can only have a single ellipsis ('...')")
+    n_real = sum(1 for k in key if k is not None and k is not Ellipsis)
     if n_real > len(shape):
         raise InvalidIndexError(
             f"too many indices: the tensor has {len(shape)} dimension(s), the index has {n_real}"
         )
-    if Ellipsis not in key:
+    if not ellipses:
+        ellipses = [len(key)]
         key = (*key, Ellipsis)
+    after_ellipsis = sum(1 for k in key[ellipses[0] + 1 :] if k is not None)
     new_shape: list[int] = []
     new_strides: list[int] = []
     dim = 0
     for k in key:
         if k is Ellipsis:
-            rest = len(shape) - dim - sum(
-                1 for kk in key[key.index(Ellipsis) + 1 :] if kk is not None
-            )
-            for _ in range(rest):
+            for _ in range(len(shape) - dim - after_ellipsis):
                 new_shape.append(shape[dim])
                 new_strides.append(strides[dim])
                 dim += 1
@@ -328,28 +339,38 @@ def _index_layout(
             new_shape.append(1)
             new_strides.append(0)
         elif isinstance(k, slice):
-            start, stop, step = k.indices(shape[dim])
+            try:
+                start, stop, step = k.indices(shape[dim])
+            except (TypeError, ValueError) as exc:
+                raise InvalidIndexError(
+                    f"invalid slice {k!r} for dimension {dim}: {exc}. Slice bounds and steps "
+                    "are integers (or None) and the step is not zero."
+                ) from None
             n = len(range(start, stop, step))
             if n:
                 offset += start * strides[dim]
             new_shape.append(n)
             new_strides.append(strides[dim] * step)
             dim += 1
-        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool) or (
+        elif (isinstance(k, (int, np.integer)) and not isinstance(k, bool)) or (
             isinstance(k, Tensor) and k.ndim == 0 and k.dtype.is_integer
         ):
             i = int(k)
             size = shape[dim]
             if not -size <= i < size:
                 raise InvalidIndexError(
-                    f"index {i} is out of bounds for dimension {dim} with size {size}"
+                    f"index {i} is out of bounds for dimension {dim} with size {size}; "
+                    f"valid indices are {-size} to {size - 1}"
+                    if size
+                    else f"index {i} is out of bounds for dimension {dim}, which is empty"
                 )
             offset += (i % size) * strides[dim]
             dim += 1
         else:
             raise InvalidIndexError(
-                f"unsupported index {k!r}: hwabstract supports integers, slices, '...' and None "
-                "(basic indexing). Integer-array and boolean-mask indexing are not implemented."
+                f"unsupported index {k!r} of type {type(k).__name__}: hwabstract supports "
+                "integers, slices, '...' and None (basic indexing). Integer-array and "
+                "boolean-mask indexing are not implemented; use hw.where() or index on the "
+                "host with t.numpy()."
             )
     return tuple(new_shape), tuple(new_strides), offset
-

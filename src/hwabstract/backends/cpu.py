@@ -11,7 +11,11 @@ Environment:
 * ``HWABSTRACT_CPU_DEVICES`` -- how many cpu devices to expose (default 1); more than one
   lets multi-device code paths run on any machine.
 * ``HWABSTRACT_CPU_MEMORY`` -- the memory capacity of each device in bytes (suffixes K, M,
-  G, KiB, MiB, GiB allowed); default: the machine's physical memory.
+  G, T and KiB, MiB, GiB, TiB allowed); default: the machine's physical memory. Allocations
+  beyond it raise :class:`~hwabstract.errors.OutOfMemoryError`.
+
+An empty variable counts as unset. A value that cannot be used makes the backend
+*unavailable*, with the reason naming the variable (see ``hwabstract doctor``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import itertools
 import os
 import platform
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,25 +43,34 @@ from ..backend import (
     Operand,
 )
 from ..dtypes import all_dtypes
-from ..errors import DeviceError, KernelError, OutOfMemoryError, StreamError
+from ..errors import (
+    BackendUnavailableError,
+    DeviceError,
+    KernelError,
+    OutOfMemoryError,
+    StreamError,
+)
 from ..hookspecs import hookimpl
 
 __all__ = ["CpuBackend", "hwabstract_backends"]
 
 _UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
-          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4}  # fmt: skip
+          "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}  # fmt: skip
+_BYTES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([KMGT]I?)?B?")
 
 
 def parse_bytes(text: str) -> int:
-    """Parse ``"512MiB"``, ``"2G"`` or ``"1048576"`` into a byte count."""
-    raw = text.strip().upper().replace(" ", "")
-    if raw.endswith("B") and not raw.endswith("IB"):
-        raw = raw[:-1]
-    digits = raw.rstrip("KMGTI")
-    unit = raw[len(digits) :]
-    if unit not in _UNITS or not digits:
+    """Parse ``"512MiB"``, ``"2G"``, ``"1.5GB"`` or ``"1048576"`` into a positive byte count.
+
+    K, M, G, T are powers of 1000; KiB, MiB, GiB, TiB powers of 1024 (case-insensitive).
+    """
+    match = _BYTES.fullmatch(text.strip().upper().replace(" ", ""))
+    if match is None:
         raise ValueError(f"cannot parse byte count {text!r}; use e.g. 1073741824, 1GiB or 512M")
-    return int(float(digits) * _UNITS[unit])
+    value = int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+    if value <= 0:
+        raise ValueError(f"byte count {text!r} must be positive")
+    return value
 
 
 def _physical_memory() -> int:
@@ -79,67 +93,86 @@ class CpuBuffer:
 
 
 class CpuEvent:
-    __slots__ = ("done", "stream", "time")
+    """A marker queued on a stream: ``ticket`` is its place in the stream's order."""
+
+    __slots__ = ("done", "stream", "ticket", "time")
 
     def __init__(self, stream: CpuStream) -> None:
         self.stream = stream
         self.done = threading.Event()
         self.time = 0.0
+        self.ticket = 0
 
 
 class CpuStream:
-    """A worker thread executing queued commands in order."""
+    """A worker thread executing queued commands in order.
+
+    Each command gets a ticket (1, 2, ...) when it is queued. The first command that fails is
+    remembered with its ticket and reported -- once -- by the next synchronizing call that
+    covers it: ``synchronize`` and ``query`` cover everything queued, an event's
+    ``synchronize`` covers what was queued before the event. The worker exits when the
+    stream is closed, after finishing what was queued.
+    """
 
     def __init__(self, device: int, name: str) -> None:
         self.device = device
-        self._queue: queue.SimpleQueue[tuple[Callable[[], None], str] | None] = (
+        self._queue: queue.SimpleQueue[tuple[Callable[[], None], str, int] | None] = (
             queue.SimpleQueue()
         )
-        self._tickets = itertools.count(1)
-        self.submitted = 0
-        self.completed = 0
-        self._error: tuple[str, BaseException] | None = None
+        self._submit_lock = threading.Lock()
+        self.submitted = 0  #: ticket of the last command queued
+        self.completed = 0  #: ticket of the last command finished
+        self._error: tuple[int, str, BaseException] | None = None
         self._error_lock = threading.Lock()
         self.closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
 
-    def submit(self, fn: Callable[[], None], label: str) -> None:
-        if self.closed:
-            raise StreamError("the stream was destroyed; create a new one")
-        self.submitted = next(self._tickets)
-        self._queue.put((fn, label))
+    def submit(self, fn: Callable[[], None], label: str) -> int:
+        """Queue ``fn``; returns its ticket. Host threads may submit concurrently."""
+        with self._submit_lock:
+            if self.closed:
+                raise StreamError("the stream was destroyed; create a new one")
+            self.submitted += 1
+            ticket = self.submitted
+            self._queue.put((fn, label, ticket))
+        return ticket
 
     def _run(self) -> None:
-        done = 0
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            fn, label = item
+            fn, label, ticket = item
+            del item  # hold no reference to the command (and its buffers) once it is done
             try:
                 with np.errstate(all="ignore"):
                     fn()
             except BaseException as exc:
                 with self._error_lock:
                     if self._error is None:
-                        self._error = (label, exc)
-            done += 1
-            self.completed = done
+                        self._error = (ticket, label, exc)
+            del fn
+            self.completed = ticket
 
     def idle(self) -> bool:
         return self.completed >= self.submitted
 
-    def raise_pending(self) -> None:
+    def raise_pending(self, up_to: int | None = None) -> None:
+        """Raise (and forget) the failure of a command with ticket <= ``up_to`` (any
+        command if None)."""
         with self._error_lock:
-            err, self._error = self._error, None
-        if err is not None:
-            label, exc = err
-            raise KernelError(
-                f"queued command {label} failed on cpu:{self.device}: "
-                f"{type(exc).__name__}: {exc}",
-                vendor_message=str(exc),
-            ) from exc
+            err = self._error
+            if err is None or (up_to is not None and err[0] > up_to):
+                return
+            self._error = None
+        _, label, exc = err
+        raise KernelError(
+            f"queued command {label} failed on cpu:{self.device} ({type(exc).__name__}). "
+            "Tensors it was writing hold undefined values; fix its inputs and queue it "
+            "again -- the stream itself keeps working",
+            vendor_message=f"{type(exc).__name__}: {exc}",
+        ) from exc
 
     def synchronize(self) -> None:
         if not self.idle():
@@ -149,9 +182,10 @@ class CpuStream:
         self.raise_pending()
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._queue.put(None)
+        with self._submit_lock:
+            if not self.closed:
+                self.closed = True
+                self._queue.put(None)
 
 
 class _DeviceState:
@@ -160,7 +194,10 @@ class _DeviceState:
         self.in_use = 0
         self.peak = 0
         self.allocations = 0
-        self.lock = threading.Lock()
+        # Reentrant: the cyclic garbage collector may run in this very thread while the lock
+        # is held (any allocation can trigger it) and collect a tensor, whose storage then
+        # frees its buffer -- which takes this lock again.
+        self.lock = threading.RLock()
 
 
 def _view(op: Operand) -> np.ndarray:
@@ -183,17 +220,30 @@ class CpuBackend(Backend):
     priority = 0
 
     def __init__(self) -> None:
-        count_text = os.environ.get("HWABSTRACT_CPU_DEVICES", "1")
+        count_text = os.environ.get("HWABSTRACT_CPU_DEVICES") or "1"  # empty: unset
         try:
             self._count = int(count_text)
         except ValueError:
-            raise DeviceError(
-                f"HWABSTRACT_CPU_DEVICES={count_text!r} is not an integer; set it to e.g. 2"
-            ) from None
+            self._count = 0
         if self._count < 1:
-            raise DeviceError(f"HWABSTRACT_CPU_DEVICES={count_text!r} must be at least 1")
+            raise BackendUnavailableError(
+                "cpu",
+                f"HWABSTRACT_CPU_DEVICES={count_text!r} is not a positive integer; set it to "
+                "the number of cpu devices to expose (e.g. 2) or unset it for one",
+            )
         mem_text = os.environ.get("HWABSTRACT_CPU_MEMORY")
-        capacity = parse_bytes(mem_text) if mem_text else _physical_memory()
+        if mem_text:
+            try:
+                capacity = parse_bytes(mem_text)
+            except ValueError as exc:
+                raise BackendUnavailableError(
+                    "cpu",
+                    f"HWABSTRACT_CPU_MEMORY={mem_text!r} is not a usable memory size ({exc}); "
+                    "set it to a positive byte count such as 512MiB or 2G, or unset it to "
+                    "use the machine's physical memory",
+                ) from None
+        else:
+            capacity = _physical_memory()
         self._devices = [_DeviceState(capacity) for _ in range(self._count)]
         self._caps: Capabilities | None = None
         self._stream_names = itertools.count()
@@ -287,14 +337,15 @@ class CpuBackend(Backend):
     def memory_stats(self, index: int) -> MemoryStats:
         state = self._devices[index]
         with state.lock:
-            return MemoryStats(
-                in_use=state.in_use,
-                peak=state.peak,
-                capacity=state.capacity,
-                free=state.capacity - state.in_use,
-                allocations=state.allocations,
-                largest_free_block=None,
-            )
+            in_use, peak, allocations = state.in_use, state.peak, state.allocations
+        return MemoryStats(
+            in_use=in_use,
+            peak=peak,
+            capacity=state.capacity,
+            free=max(0, state.capacity - in_use),
+            allocations=allocations,
+            largest_free_block=None,
+        )
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -320,18 +371,24 @@ class CpuBackend(Backend):
             event.time = time.perf_counter()
             event.done.set()
 
-        stream.submit(reach, "record_event")
+        event.ticket = stream.submit(reach, "record_event")
         return event
 
     def stream_wait_event(self, stream: CpuStream, event: CpuEvent) -> None:
-        stream.submit(event.done.wait, "wait_event")
+        done = event.done
+
+        def wait() -> None:
+            done.wait()
+
+        stream.submit(wait, "wait_event")
 
     def event_query(self, event: CpuEvent) -> bool:
         return event.done.is_set()
 
     def event_synchronize(self, event: CpuEvent) -> None:
         event.done.wait()
-        event.stream.raise_pending()
+        # report a failure of a command queued before the event, not of later ones
+        event.stream.raise_pending(up_to=event.ticket)
 
     def event_elapsed_ms(self, start: CpuEvent, end: CpuEvent) -> float:
         return (end.time - start.time) * 1000.0

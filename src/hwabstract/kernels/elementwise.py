@@ -95,11 +95,18 @@ def elementwise(
     return register(spec)
 
 
+def _kind(x: np.ndarray) -> str:
+    """The hwabstract kind of an array's dtype. Ask the dtype system, not ``x.dtype.kind``:
+    the NumPy kind of the ml_dtypes floats is ``'V'`` for some (bfloat16, float8_e4m3fn)
+    and ``'f'`` for others, depending on the ml_dtypes version."""
+    return dt.dtype(x.dtype).kind
+
+
 def _int_passthrough(ufunc: np.ufunc) -> Callable[[np.ndarray], np.ndarray]:
     """Rounding functions are the identity on integers (NumPy would return floats)."""
 
     def reference(x: np.ndarray) -> np.ndarray:
-        if x.dtype.kind in "iub":
+        if _kind(x) in "iub":
             return x.copy()
         return np.asarray(ufunc(x))
 
@@ -108,9 +115,10 @@ def _int_passthrough(ufunc: np.ufunc) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _round(x: np.ndarray) -> np.ndarray:
-    if x.dtype.kind in "iub":
+    kind = _kind(x)
+    if kind in "iub":
         return x.copy()
-    if x.dtype.kind == "c":
+    if kind == "c":
         return (np.rint(x.real) + 1j * np.rint(x.imag)).astype(x.dtype)
     return np.asarray(np.rint(x))
 
@@ -120,24 +128,57 @@ def _real(x: np.ndarray) -> np.ndarray:
 
 
 def _imag(x: np.ndarray) -> np.ndarray:
-    if x.dtype.kind != "c":
+    if _kind(x) != "c":
         return np.zeros_like(x)
     return np.array(np.imag(x), copy=True)
 
 
 def _sign(x: np.ndarray) -> np.ndarray:
-    if x.dtype.kind == "c":
+    kind = _kind(x)
+    if kind == "c":
         mag = np.abs(x)
         with np.errstate(all="ignore"):
             out = np.where(mag == 0, 0, x / np.where(mag == 0, 1, mag))
         return out.astype(x.dtype)
+    if kind == "f" and x.dtype.itemsize < 4:
+        # ml_dtypes' sign keeps the sign of -0.0, NumPy's float16/32/64 sign gives +0.0:
+        # compute the narrow floats in float32 so every float dtype agrees.
+        return np.sign(x.astype(np.float32)).astype(x.dtype)
     return np.asarray(np.sign(x))
+
+
+def _nextafter(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    # C99 and the Array API return x2 where x1 == x2 (so nextafter(0.0, -0.0) is -0.0);
+    # NumPy's float16 loop returns x1 there.
+    with np.errstate(all="ignore"):
+        return np.asarray(np.where(x1 == x2, x2, np.nextafter(x1, x2)))
+
+
+def _pow(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """``x1 ** x2``. NumPy raises for an integer to a negative integer power; the Array API
+    leaves the value unspecified, and a kernel must not fail on data, so we define it as
+    the truncated quotient ``1 / x1**-x2``: 1 for x1 == 1, +-1 for x1 == -1, else 0."""
+    with np.errstate(all="ignore"):
+        if _kind(x1) not in "iu":
+            return np.asarray(np.power(x1, x2))
+        negative = x2 < 0
+        if not np.any(negative):
+            return np.asarray(np.power(x1, x2))
+        result = np.power(x1, np.where(negative, 0, x2).astype(x2.dtype))
+        one = np.ones((), dtype=x1.dtype)
+        inverse = np.where(x1 == one, one, np.zeros((), dtype=x1.dtype))
+        if _kind(x1) == "i":
+            odd = (x2 % 2) != 0
+            inverse = np.where((x1 == -one) & odd, -one, np.where(x1 == -one, one, inverse))
+        return np.asarray(np.where(negative, inverse, result)).astype(x1.dtype)
 
 
 _F = "Computed per element in the compute dtype; follows IEEE 754 special values."
 
 # -- unary ------------------------------------------------------------------------------------
 elementwise("abs", 1, NUMERIC, out="real", ufunc=np.absolute, doc="Absolute value |x|.")
+_name: str
+_uf: np.ufunc  # the loops below pair kernel names with ufuncs of any arity
 for _name, _uf in [
     ("acos", np.arccos), ("acosh", np.arccosh), ("asin", np.arcsin), ("asinh", np.arcsinh),
     ("atan", np.arctan), ("atanh", np.arctanh), ("cos", np.cos), ("cosh", np.cosh),
@@ -177,12 +218,26 @@ elementwise(
 )
 elementwise("floor_divide", 2, REAL, ufunc=np.floor_divide, doc="x1 // x2.")
 elementwise("remainder", 2, REAL, ufunc=np.remainder, doc="x1 % x2 (sign of x2).")
-elementwise("pow", 2, NUMERIC, ufunc=np.power, doc="x1 ** x2.")
+elementwise(
+    "pow",
+    2,
+    NUMERIC,
+    reference=_pow,
+    doc="x1 ** x2. An integer to a negative integer power is 1 / x1**-x2 truncated toward "
+    "zero (1 for x1 == 1, +-1 for x1 == -1, else 0).",
+)
 for _name, _uf in [
     ("atan2", np.arctan2), ("hypot", np.hypot), ("copysign", np.copysign),
-    ("logaddexp", np.logaddexp), ("nextafter", np.nextafter),
+    ("logaddexp", np.logaddexp),
 ]:  # fmt: skip
     elementwise(_name, 2, REAL_FLOATING, ufunc=_uf, doc=f"{_name}(x1, x2).")
+elementwise(
+    "nextafter",
+    2,
+    REAL_FLOATING,
+    reference=_nextafter,
+    doc="The next representable value after x1 towards x2 (x2 itself where they are equal).",
+)
 elementwise("maximum", 2, REAL, ufunc=np.maximum, doc="Larger of x1, x2; NaN propagates.")
 elementwise("minimum", 2, REAL, ufunc=np.minimum, doc="Smaller of x1, x2; NaN propagates.")
 elementwise("equal", 2, ANY, out="bool", ufunc=np.equal, doc="x1 == x2.")
@@ -211,11 +266,14 @@ elementwise("bitwise_right_shift", 2, INTEGER, ufunc=np.right_shift, doc="x1 >> 
 
 def _where_dtype(operands: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType, tuple[DType]]:
     cond = operands[0]
-    cond_dtype = cond.dtype if hasattr(cond, "dtype") else None
-    if cond_dtype is not None and cond_dtype != dt.bool_:
-        raise DTypeError(
-            f"where() needs a bool condition, got {cond_dtype}; compare first, e.g. x > 0"
-        )
+    if hasattr(cond, "dtype"):
+        is_bool = dt.dtype(cond.dtype) is dt.bool_
+        got = str(cond.dtype)
+    else:
+        is_bool = isinstance(cond, bool)
+        got = f"a Python {type(cond).__name__}"
+    if not is_bool:
+        raise DTypeError(f"where() needs a bool condition, got {got}; compare first, e.g. x > 0")
     compute = promote(operands, _where)
     return compute, (compute,)
 
@@ -284,7 +342,9 @@ def _astype_dtype(operands: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DT
 
 def _astype_reference(x: np.ndarray, *, dtype: DType) -> np.ndarray:
     target = dt.dtype(dtype)
-    if x.dtype.kind == "c" and target.kind != "c":
+    if _kind(x) == "c" and target.kind == "b":
+        return np.asarray(x != 0)  # the Array API: nonzero if either component is nonzero
+    if _kind(x) == "c" and target.kind != "c":
         x = x.real  # the Array API leaves this undefined; we take the real part, like NumPy
     with np.errstate(all="ignore"):
         return x.astype(target.numpy_dtype)
@@ -300,7 +360,9 @@ register(
         shape_rule=lambda shapes, attrs: ([None], [shapes[0]], attrs),
         reference=_astype_reference,
         attributes={"dtype": None},
-        doc="Convert to another dtype, rounding to nearest even; float to int truncates.",
+        doc="Convert to another dtype, rounding to nearest even; float to int truncates; "
+        "complex to bool is true where either component is nonzero; complex to another real "
+        "dtype keeps the real part.",
     )
 )
 

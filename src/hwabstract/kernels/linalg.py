@@ -38,7 +38,7 @@ def _matmul_shape(
             f"({a[-1]}) must equal the second-to-last of the second ({b[-2]})"
         )
     batch = broadcast_shapes(a[:-2], b[:-2])
-    return [batch + a[-2:], batch + b[-2:]], [batch + (a[-2], b[-1])], attrs
+    return [batch + a[-2:], batch + b[-2:]], [(*batch, a[-2], b[-1])], attrs
 
 
 def _matmul_reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:

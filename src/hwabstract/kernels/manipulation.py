@@ -36,12 +36,24 @@ def _promoted(operands: Sequence[Any], attrs: Mapping[str, Any]) -> tuple[DType,
 
 
 def permute_shape(shape: Shape, axes: Sequence[int]) -> tuple[int, ...]:
+    """The permutation ``axes`` made non-negative (the new order of ``shape``'s axes)."""
     axes = tuple(axes)
-    if sorted(a % len(shape) if len(shape) else a for a in axes) != list(range(len(shape))):
+    ndim = len(shape)
+    if (
+        len(axes) != ndim
+        or not all(isinstance(a, (int, np.integer)) and -ndim <= a < ndim for a in axes)
+        or sorted(int(a) % ndim for a in axes) != list(range(ndim))
+    ):
         raise ShapeError(
-            f"permute_dims axes {axes} must be a permutation of 0..{len(shape) - 1}"
+            f"permute_dims axes {axes} must be a permutation of 0..{ndim - 1} "
+            f"(negative axes count from the end)"
         )
-    return tuple(a % len(shape) for a in axes)
+    return tuple(int(a) % ndim for a in axes)
+
+
+def _single_axis(name: str, axis: Any) -> None:
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise ShapeError(f"{name}() takes a single int axis, got {axis!r}")
 
 
 def reshape_target(shape: Shape, new_shape: Sequence[int]) -> Shape:
@@ -68,15 +80,14 @@ def concat_shape(shapes: Sequence[Shape], axis: int | None) -> tuple[Shape, int 
         raise ShapeError("concat() needs at least one tensor")
     if axis is None:
         return (sum(math.prod(s) for s in shapes),), None
+    _single_axis("concat", axis)
     ndim = len(shapes[0])
     if ndim == 0:
         raise ShapeError("concat() cannot join 0-d tensors along an axis; use stack()")
     (ax,) = normalize_axes(axis, ndim)
     for s in shapes:
         if len(s) != ndim or any(s[i] != shapes[0][i] for i in range(ndim) if i != ax):
-            raise ShapeError(
-                f"concat() shapes {list(shapes)} must match except along axis {ax}"
-            )
+            raise ShapeError(f"concat() shapes {list(shapes)} must match except along axis {ax}")
     out = list(shapes[0])
     out[ax] = sum(s[ax] for s in shapes)
     return tuple(out), ax
@@ -87,14 +98,22 @@ def stack_shape(shapes: Sequence[Shape], axis: int) -> tuple[Shape, int]:
         raise ShapeError("stack() needs at least one tensor")
     if any(s != shapes[0] for s in shapes):
         raise ShapeError(f"stack() needs tensors of one shape, got {list(shapes)}")
+    _single_axis("stack", axis)
     (ax,) = normalize_axes(axis, len(shapes[0]) + 1)
     out = list(shapes[0])
     out.insert(ax, len(shapes))
     return tuple(out), ax
 
 
-def _composite(name: str, inputs: tuple[str, ...], rule: Any, shape_rule: Any,
-               reference: Any, attributes: Mapping[str, Any], doc: str) -> None:
+def _composite(
+    name: str,
+    inputs: tuple[str, ...],
+    rule: Any,
+    shape_rule: Any,
+    reference: Any,
+    attributes: Mapping[str, Any],
+    doc: str,
+) -> None:
     register(
         KernelSpec(
             name=name,
@@ -111,9 +130,17 @@ def _composite(name: str, inputs: tuple[str, ...], rule: Any, shape_rule: Any,
     )
 
 
+def _permuted_shape(shape: Shape, axes: Sequence[int]) -> Shape:
+    return tuple(shape[i] for i in permute_shape(shape, axes))
+
+
+def _flip_attrs(shape: Shape, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {**attrs, "axes": normalize_axes(attrs.get("axis"), len(shape))}
+
+
 _composite(
     "permute_dims", ("x",), _same_dtype,
-    lambda shapes, a: ([None], [tuple(shapes[0][i] for i in permute_shape(shapes[0], a["axes"]))], a),
+    lambda shapes, a: ([None], [_permuted_shape(shapes[0], a["axes"])], a),
     lambda x, *, axes: np.transpose(x, axes), {"axes": None},
     "Reorder dimensions (a view).",
 )  # fmt: skip
@@ -125,7 +152,7 @@ _composite(
 )  # fmt: skip
 _composite(
     "flip", ("x",), _same_dtype,
-    lambda shapes, a: ([None], [shapes[0]], {**a, "axes": normalize_axes(a.get("axis"), len(shapes[0]))}),
+    lambda shapes, a: ([None], [shapes[0]], _flip_attrs(shapes[0], a)),
     lambda x, *, axis=None: np.flip(x, axis), {"axis": None},
     "Reverse the order of elements along axes (a view).",
 )  # fmt: skip
@@ -151,6 +178,10 @@ _composite(
 
 def _broadcast_to_shape(shape: Shape, target: Sequence[int]) -> Shape:
     target = tuple(int(d) for d in target)
-    if len(target) < len(shape) or broadcast_shapes(shape, target) != target:
+    if (
+        any(d < 0 for d in target)
+        or len(target) < len(shape)
+        or broadcast_shapes(shape, target) != target
+    ):
         raise ShapeError(f"cannot broadcast a tensor of shape {shape} to {target}")
     return target

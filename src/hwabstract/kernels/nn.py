@@ -59,9 +59,7 @@ def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
     c = x.astype(_compute_type(x))
     with np.errstate(all="ignore"):
         shifted = c - np.max(c, axis=axis, keepdims=True) if c.size else c
-        return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(
-            x.dtype
-        )
+        return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
 
 
 for _name, _ref, _doc in [
@@ -93,18 +91,26 @@ def _layer_norm_shape(shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any
         )
     normalized = tuple(shape[a] for a in axes)
     for param in shapes[1:]:
-        if broadcast_shapes(param, normalized) != normalized:
+        try:
+            fits = broadcast_shapes(param, normalized) == normalized
+        except ShapeError:
+            fits = False
+        if not fits:
             raise ShapeError(
                 f"layer_norm weight/bias of shape {param} must broadcast to the normalized "
                 f"shape {normalized}"
             )
     targets = [None] + [shape] * (len(shapes) - 1)
-    return targets, [shape], {
-        "axes": axes,
-        "eps": float(attrs.get("eps", 1e-5)),
-        "has_weight": bool(attrs.get("has_weight")),
-        "has_bias": bool(attrs.get("has_bias")),
-    }
+    return (
+        targets,
+        [shape],
+        {
+            "axes": axes,
+            "eps": float(attrs.get("eps", 1e-5)),
+            "has_weight": bool(attrs.get("has_weight")),
+            "has_bias": bool(attrs.get("has_bias")),
+        },
+    )
 
 
 def _layer_norm(
@@ -150,7 +156,11 @@ def _gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
             inner = math.sqrt(2.0 / math.pi) * (c + 0.044715 * c**3)
             y = 0.5 * c * (1.0 + np.tanh(inner))
         else:
-            y = 0.5 * c * (1.0 + _erf(c.astype(np.float64) / math.sqrt(2.0)).astype(np.float64))
+            # np.asarray: on a 0-d input the frompyfunc ufunc returns a bare Python float
+            erf = np.asarray(_erf(c.astype(np.float64) / math.sqrt(2.0)), dtype=np.float64)
+            y = 0.5 * c * (1.0 + erf)
+        # x * Phi(x) tends to -0.0 as x -> -inf; the formula gives -inf * 0 = NaN there
+        y = np.where(c == -np.inf, -0.0, y)
     return np.asarray(y).astype(x.dtype)
 
 
@@ -164,7 +174,9 @@ def _gelu_shape(shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any]) -> 
 def _silu(x: np.ndarray) -> np.ndarray:
     c = x.astype(_compute_type(x))
     with np.errstate(all="ignore"):
-        return (c / (1.0 + np.exp(-c))).astype(x.dtype)
+        y = c / (1.0 + np.exp(-c))
+        # x * sigmoid(x) tends to -0.0 as x -> -inf; the formula gives -inf / inf = NaN there
+        return np.where(c == -np.inf, c.dtype.type(-0.0), y).astype(x.dtype)
 
 
 def _relu(x: np.ndarray) -> np.ndarray:
@@ -180,12 +192,13 @@ register(KernelSpec(
     name="gelu", category="nn", inputs=("x",), dtypes=REAL_FLOATING,
     dtype_rule=_float_rule("gelu"), shape_rule=_gelu_shape, reference=_gelu,
     attributes={"approximate": "none"},
-    doc="Gaussian error linear unit; approximate='tanh' for the tanh form.",
+    doc="Gaussian error linear unit; approximate='tanh' for the tanh form. gelu(-inf) is "
+    "-0.0 (the limit), gelu(+inf) is +inf.",
 ))  # fmt: skip
 register(KernelSpec(
     name="silu", category="nn", inputs=("x",), dtypes=REAL_FLOATING,
     dtype_rule=_float_rule("silu"), shape_rule=_same_shape, reference=_silu,
-    doc="x * sigmoid(x).",
+    doc="x * sigmoid(x); silu(-inf) is -0.0 (the limit), silu(+inf) is +inf.",
 ))  # fmt: skip
 register(KernelSpec(
     name="relu", category="nn", inputs=("x",), dtypes=REAL,

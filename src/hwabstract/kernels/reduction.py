@@ -8,6 +8,7 @@ round once at the end; the reference does the same.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,24 +110,38 @@ def _sum_like(fn: Any) -> Any:
 
 def _minmax(fn: Any) -> Any:
     def reference(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> Any:
-        return np.asarray(fn(x, axis=axes, keepdims=keepdims))
+        with np.errstate(all="ignore"):
+            return np.asarray(fn(x, axis=axes, keepdims=keepdims))
 
     return reference
 
 
+def _count(x: np.ndarray, axes: tuple[int, ...]) -> int:
+    return math.prod(x.shape[a] for a in axes)
+
+
 def _mean(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> Any:
+    # sum / N rather than np.mean: an empty reduction is NaN (0 / 0), without the
+    # RuntimeWarning np.mean emits (which becomes an error under -W error).
     acc = _accumulator(x)
     with np.errstate(all="ignore"):
-        return np.asarray(np.mean(x.astype(acc), axis=axes, keepdims=keepdims)).astype(x.dtype)
+        total = np.sum(x.astype(acc), axis=axes, keepdims=keepdims)
+        return np.asarray(total / acc.type(_count(x, axes))).astype(x.dtype)
 
 
 def _moment(sqrt: bool) -> Any:
     def reference(
         x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool, correction: float
     ) -> Any:
+        # The Array API: with N elements reduced, the result is NaN when N - correction <= 0
+        # (np.var would give inf, or NaN with a RuntimeWarning).
         acc = _accumulator(x)
+        n = _count(x, axes)
+        c = x.astype(acc)
         with np.errstate(all="ignore"):
-            v = np.var(x.astype(acc), axis=axes, keepdims=keepdims, ddof=correction)
+            mean = np.sum(c, axis=axes, keepdims=True) / acc.type(max(n, 1))
+            squares = np.sum(np.square(c - mean), axis=axes, keepdims=keepdims)
+            v = squares / acc.type(n - correction) if n - correction > 0 else squares * np.nan
             if sqrt:
                 v = np.sqrt(v)
         return np.asarray(v).astype(x.dtype)
@@ -153,20 +168,58 @@ def _logical(fn: Any) -> Any:
     return reference
 
 
-_reduction("sum", NUMERIC | {dt.bool_}, _sum_like(np.sum), out="sum", extra={"dtype": None},
-           doc="Sum. Integer and bool inputs sum in int64 (uint64 for unsigned) by default.")
-_reduction("prod", NUMERIC | {dt.bool_}, _sum_like(np.prod), out="sum", extra={"dtype": None},
-           doc="Product. Integer and bool inputs multiply in int64 (uint64 for unsigned).")
+_reduction(
+    "sum",
+    NUMERIC | {dt.bool_},
+    _sum_like(np.sum),
+    out="sum",
+    extra={"dtype": None},
+    doc="Sum. Integer and bool inputs sum in int64 (uint64 for unsigned) by default.",
+)
+_reduction(
+    "prod",
+    NUMERIC | {dt.bool_},
+    _sum_like(np.prod),
+    out="sum",
+    extra={"dtype": None},
+    doc="Product. Integer and bool inputs multiply in int64 (uint64 for unsigned).",
+)
 _reduction("min", REAL, _minmax(np.min), empty_ok=False, doc="Minimum; NaN propagates.")
 _reduction("max", REAL, _minmax(np.max), empty_ok=False, doc="Maximum; NaN propagates.")
 _reduction("mean", FLOATING, _mean, doc="Arithmetic mean (NaN for an empty reduction).")
-_reduction("var", REAL_FLOATING, _moment(False), extra={"correction": 0.0},
-           doc="Variance with `correction` degrees of freedom removed.")
-_reduction("std", REAL_FLOATING, _moment(True), extra={"correction": 0.0},
-           doc="Standard deviation with `correction` degrees of freedom removed.")
-_reduction("argmin", REAL, _arg(np.argmin), out="index", empty_ok=False, single_axis=True,
-           doc="Index of the first minimum (over the flattened tensor when axis is None).")
-_reduction("argmax", REAL, _arg(np.argmax), out="index", empty_ok=False, single_axis=True,
-           doc="Index of the first maximum (over the flattened tensor when axis is None).")
+_reduction(
+    "var",
+    REAL_FLOATING,
+    _moment(False),
+    extra={"correction": 0.0},
+    doc="Variance with `correction` degrees of freedom removed (NaN where the number "
+    "of elements reduced minus `correction` is not positive).",
+)
+_reduction(
+    "std",
+    REAL_FLOATING,
+    _moment(True),
+    extra={"correction": 0.0},
+    doc="Standard deviation with `correction` degrees of freedom removed (NaN where "
+    "the number of elements reduced minus `correction` is not positive).",
+)
+_reduction(
+    "argmin",
+    REAL,
+    _arg(np.argmin),
+    out="index",
+    empty_ok=False,
+    single_axis=True,
+    doc="Index of the first minimum (over the flattened tensor when axis is None).",
+)
+_reduction(
+    "argmax",
+    REAL,
+    _arg(np.argmax),
+    out="index",
+    empty_ok=False,
+    single_axis=True,
+    doc="Index of the first maximum (over the flattened tensor when axis is None).",
+)
 _reduction("any", ANY, _logical(np.any), out="bool", doc="True if any element is nonzero.")
 _reduction("all", ANY, _logical(np.all), out="bool", doc="True if every element is nonzero.")

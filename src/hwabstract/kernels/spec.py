@@ -144,7 +144,13 @@ def normalize_axes(axis: Any, ndim: int, *, name: str = "axis") -> tuple[int, ..
     """``None`` -> all axes; an int or a sequence of ints -> sorted non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if isinstance(axis, (int, np.integer)):
+        items: tuple[Any, ...] = (axis,)
+    else:
+        try:
+            items = tuple(axis)
+        except TypeError:
+            raise ShapeError(f"{name} must be an int or a tuple of ints, got {axis!r}") from None
     out = []
     for a in items:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
@@ -152,7 +158,9 @@ def normalize_axes(axis: Any, ndim: int, *, name: str = "axis") -> tuple[int, ..
         if not -ndim <= a < ndim:
             raise ShapeError(
                 f"{name} {a} is out of range for a tensor with {ndim} dimension(s); "
-                f"use -{ndim} to {ndim - 1}" if ndim else f"{name} {a} is invalid for a 0-d tensor"
+                f"use -{ndim} to {ndim - 1}"
+                if ndim
+                else f"{name} {a} is invalid for a 0-d tensor"
             )
         out.append(int(a) % ndim)
     if len(set(out)) != len(out):
