@@ -33,14 +33,23 @@ import numpy as np
 import hwabstract as hw
 
 
-def _median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm up (allocations, caches, thread start)
-    samples = []
+def _interleaved_medians(
+    a: Callable[[], Any], b: Callable[[], Any], repeat: int
+) -> tuple[float, float]:
+    """Median seconds of ``a`` and of ``b``, sampled alternately so that drift in the
+    machine's speed (shared, virtualized cores) hits both alike."""
+    a()  # warm up (allocations, caches, thread start)
+    b()
+    sa, sb = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+        a()
+        t1 = time.perf_counter()
+        b()
+        t2 = time.perf_counter()
+        sa.append(t1 - t0)
+        sb.append(t2 - t1)
+    return statistics.median(sa), statistics.median(sb)
 
 
 def _case(
@@ -62,8 +71,8 @@ def _case(
         for _ in range(calls):
             np_op()
 
-    t_hw = _median_seconds(run_hw, repeat) / calls
-    t_np = _median_seconds(run_np, repeat) / calls
+    t_hw, t_np = _interleaved_medians(run_hw, run_np, repeat)
+    t_hw, t_np = t_hw / calls, t_np / calls
     return {
         "case": name,
         "kind": kind,
@@ -159,7 +168,7 @@ def _table(report: dict[str, Any], markdown: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7, help="runs per case (median kept)")
+    parser.add_argument("--repeat", type=int, default=15, help="runs per case (median kept)")
     parser.add_argument("--quick", action="store_true", help="fewer and smaller cases")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")

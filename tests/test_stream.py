@@ -373,3 +373,30 @@ def test_a_stream_used_with_python_scalars_is_released(dev: hw.Device) -> None:
     gc.collect()
     thread.join(timeout=3)
     assert not thread.is_alive()
+
+
+def test_a_read_on_another_stream_waits_for_the_write(
+    gate: Callable[[hw.Stream], threading.Event],
+) -> None:
+    dev = hw.device("cpu")
+    writer, reader = dev.create_stream(), dev.create_stream()
+    x = hw.asarray(np.arange(4, dtype=np.float32))
+    dev.synchronize()
+    opened = gate(writer)
+    y = hw.multiply(x, 10.0, stream=writer)  # queued behind the gate
+    z = hw.add(y, 1.0, stream=reader)  # reads y on another stream: must wait for the write
+    assert not reader.query()  # ordered after the gated write, on the device
+    opened.set()
+    reader.synchronize()
+    assert z.numpy().tolist() == [1.0, 11.0, 21.0, 31.0]
+
+
+def test_a_finished_write_adds_no_cross_stream_wait() -> None:
+    dev = hw.device("cpu")
+    writer, reader = dev.create_stream(), dev.create_stream()
+    y = hw.multiply(hw.asarray(np.ones(3, np.float32)), 2.0, stream=writer)
+    writer.synchronize()
+    submitted = reader.handle.submitted
+    z = hw.add(y, 1.0, stream=reader)
+    assert reader.handle.submitted == submitted + 1  # just the kernel, no event wait
+    assert z.tolist() == [3.0, 3.0, 3.0]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import numpy as np
@@ -115,6 +115,8 @@ class MemoryStats:
     free: int
     allocations: int  #: live allocations
     largest_free_block: int | None = None
+    #: bytes the backend's allocator keeps cached for reuse (not in use, counted in ``free``)
+    cached: int = 0
 
 
 @attrs.frozen
@@ -142,13 +144,14 @@ class Capabilities:
         return dt in self.kernels.get(name, ())
 
 
-@attrs.frozen(slots=True)
-class Operand:
+class Operand(NamedTuple):
     """A tensor as a backend sees it: a view into one of its buffers.
 
     The element at index ``(i0, i1, ...)`` lives at element ``offset + sum(ik * strides[k])``
     of ``buffer``, where elements have ``dtype.itemsize`` bytes. Strides may be zero
-    (broadcast) or negative (reversed views).
+    (broadcast) or negative (reversed views). Immutable; ``op._replace(...)`` derives one.
+    (A named tuple rather than an attrs class: one is built per operand per launch, and
+    tuple construction is several times cheaper.)
     """
 
     buffer: Any

@@ -70,7 +70,7 @@ def _upload(host: np.ndarray, device: Any, stream: Stream | None) -> Tensor:
     s = resolve_stream(device, stream)
     if tensor.size:
         device._impl.copy_from_host(s.handle, tensor._operand(), np.ascontiguousarray(host))
-    tensor._storage.last_stream = s
+    tensor._storage.mark_written(s)
     return tensor
 
 

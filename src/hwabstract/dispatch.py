@@ -13,9 +13,8 @@ import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import attrs
 import numpy as np
 
 from . import dtypes as dt
@@ -68,8 +67,12 @@ def allocate(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
         )
     if any(d < 0 for d in shape):
         raise ShapeError(f"shape {shape} has a negative dimension")
-    nbytes = math.prod(shape) * dtype.itemsize
-    return Tensor._wrap(Storage(device, nbytes), dtype, shape)
+    return _allocate_checked(device, shape, dtype)
+
+
+def _allocate_checked(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
+    """:func:`allocate` for a shape and dtype a cached plan has already validated."""
+    return Tensor._wrap(Storage(device, math.prod(shape) * dtype.itemsize), dtype, shape)
 
 
 #: Per stream, the 0-d tensors holding recently used Python scalars. Keyed weakly by the
@@ -160,27 +163,38 @@ def _aliases_unsafely(out: Tensor, inputs: Sequence[Tensor], spec: KernelSpec,
     return False
 
 
-def launch(
-    spec: KernelSpec | str,
-    operands: Sequence[Any],
-    attrs: Mapping[str, Any] | None = None,
-    *,
-    out: Tensor | None = None,
-    stream: Stream | None = None,
-) -> Tensor:
-    """Validate a call of ``spec`` and queue it. Returns the output tensor (or ``out``)."""
-    if isinstance(spec, str):
-        spec = get_spec(spec)
-    name = spec.name
-    attrs = {**spec.attributes, **(attrs or {})}
-    if out is not None and not isinstance(out, Tensor):
-        raise DTypeError(f"{name}(out=...) takes a hwabstract Tensor, got {type(out).__name__}")
-    device = common_device(operands, out, name)
-    stream = resolve_stream(device, stream)
+class _Plan(NamedTuple):
+    """Everything about a call that depends only on its signature (kernel, device, operand
+    dtypes and shapes, scalar types, attributes): validated once, then reused."""
 
+    compute: DType
+    out_dtype: DType
+    scalar_dtypes: tuple[DType | None, ...]  #: per operand: the dtype a scalar becomes
+    cast: tuple[bool, ...]  #: per present operand: cast to ``compute`` before the launch
+    targets: tuple[tuple[int, ...] | None, ...]
+    result_shape: tuple[int, ...]
+    attrs: Mapping[str, Any]
+    has_empty: bool  #: some input is empty (its operand needs normalizing)
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+_PLANS_MAX = 4096
+
+
+def _signature(op: Any) -> Any:
+    if isinstance(op, Tensor):
+        return (op._dtype, op._shape)
+    return type(op)  # a scalar (its value is checked when it is uploaded) or None
+
+
+def _make_plan(
+    spec: KernelSpec, device: Device, operands: Sequence[Any], given: Mapping[str, Any] | None
+) -> _Plan:
+    name = spec.name
+    attrs = {**spec.attributes, **(given or {})}
     compute, out_dtypes = spec.dtype_rule(operands, attrs)
     caps = device.capabilities
-    if not caps.supports_kernel(name, compute):
+    if not spec.composite and not caps.supports_kernel(name, compute):
         raise UnsupportedError(
             f"kernel:{name}[{compute.name}]",
             f"{device.name} does not implement {name}() for {compute}"
@@ -195,51 +209,115 @@ def launch(
         check_dtype_supported(device, odt)
     if "dtype" in spec.attributes:
         attrs["dtype"] = out_dtypes[0]
-
-    # operands -> tensors (scalars become 0-d tensors in the dtype they will be used in)
-    tensors: list[Tensor] = []
+    scalar_dtypes: list[DType | None] = []
+    shapes: list[tuple[int, ...]] = []
+    cast_flags: list[bool] = []
     for i, (input_name, op) in enumerate(zip(spec.inputs, operands)):
-        if input_name.endswith("?"):
+        optional = input_name.endswith("?")
+        if optional:
             attrs[f"has_{input_name[:-1]}"] = op is not None
         if op is None:
-            if not input_name.endswith("?"):
+            if not optional:
                 raise DTypeError(f"{name}() argument {input_name!r} must not be None")
+            scalar_dtypes.append(None)
             continue
-        if not isinstance(op, Tensor):
-            if spec.is_promoted(i):
-                op = scalar_tensor(device, op, compute, stream)
-            else:
-                op = scalar_tensor(device, op, dt.result_type(op), stream)
+        promoted = spec.is_promoted(i)
+        if isinstance(op, Tensor):
+            scalar_dtypes.append(None)
+            shapes.append(op.shape)
+            cast_flags.append(promoted and op.dtype is not compute)
+        else:
+            scalar_dtypes.append(compute if promoted else dt.result_type(op))
+            shapes.append(())
+            cast_flags.append(False)
+    targets, out_shapes, norm_attrs = spec.shape_rule(shapes, attrs)
+    targets = tuple(targets)
+    limits = caps.limits
+    if len(out_shapes[0]) > limits.max_dims:
+        raise ShapeError(
+            f"{device.name} supports at most {limits.max_dims} dimensions; {name}() would "
+            f"produce {len(out_shapes[0])}"
+        )
+    has_empty = any(0 in (t if t is not None else s) for t, s in zip(targets, shapes))
+    return _Plan(
+        compute, out_dtypes[0], tuple(scalar_dtypes), tuple(cast_flags), targets,
+        tuple(out_shapes[0]), norm_attrs, has_empty,
+    )  # fmt: skip
+
+
+def launch(
+    spec: KernelSpec | str,
+    operands: Sequence[Any],
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    out: Tensor | None = None,
+    stream: Stream | None = None,
+) -> Tensor:
+    """Validate a call of ``spec`` and queue it. Returns the output tensor (or ``out``).
+
+    Validation (dtype and shape rules, the capability check) runs once per call signature;
+    later calls with the same signature reuse the cached :class:`_Plan`.
+    """
+    if isinstance(spec, str):
+        spec = get_spec(spec)
+    name = spec.name
+    if out is not None and not isinstance(out, Tensor):
+        raise DTypeError(f"{name}(out=...) takes a hwabstract Tensor, got {type(out).__name__}")
+    device = common_device(operands, out, name)
+    stream = resolve_stream(device, stream)
+
+    key: tuple[Any, ...] | None = (
+        spec, device, tuple(map(_signature, operands)),
+        tuple(attrs.items()) if attrs else (),
+    )  # fmt: skip
+    try:
+        plan = _PLANS.get(key)  # type: ignore[arg-type]
+    except TypeError:  # an unhashable attribute (e.g. a list axis): validate every time
+        key, plan = None, None
+    if plan is None:
+        plan = _make_plan(spec, device, operands, attrs)
+        if key is not None:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = plan
+
+    # operands -> tensors (scalars become cached 0-d tensors in the dtype they are used in)
+    tensors: list[Tensor] = []
+    for op, scalar_dtype in zip(operands, plan.scalar_dtypes):
+        if op is None:
+            continue
+        if scalar_dtype is not None:
+            op = scalar_tensor(device, op, scalar_dtype, stream)
+        else:
+            op._storage.order_before(stream)
         tensors.append(op)
+    for i, needs_cast in enumerate(plan.cast):
+        if needs_cast:
+            tensors[i] = cast(tensors[i], plan.compute, stream)
 
-    targets, out_shapes, norm_attrs = spec.shape_rule([t.shape for t in tensors], attrs)
-
-    # cast the promoted inputs to the compute dtype
-    promoted_flags = [spec.is_promoted(i) for i, op in enumerate(operands) if op is not None]
-    for i, t in enumerate(tensors):
-        if promoted_flags[i] and t.dtype is not compute:
-            tensors[i] = cast(t, compute, stream)
-
-    inputs = [_normalized(t._operand(target)) for t, target in zip(tensors, targets)]
-    result_shape = tuple(out_shapes[0])
+    inputs = [t._operand(target) for t, target in zip(tensors, plan.targets)]
+    if plan.has_empty:
+        inputs = [_normalized(op) for op in inputs]
+    result_shape = plan.result_shape
     if out is not None:
         if out.shape != result_shape:
             raise ShapeError(
                 f"{name}(out=...) needs shape {result_shape}, the given tensor has {out.shape}"
             )
-        if out.dtype is not out_dtypes[0]:
+        if out.dtype is not plan.out_dtype:
             raise DTypeError(
-                f"{name}(out=...) needs dtype {out_dtypes[0]}, the given tensor is {out.dtype}"
+                f"{name}(out=...) needs dtype {plan.out_dtype}, the given tensor is {out.dtype}"
             )
-        if _aliases_unsafely(out, tensors, spec, targets):
-            tmp = allocate(device, result_shape, out_dtypes[0])
-            _queue(device, stream, name, inputs, tmp, norm_attrs)
+        out._storage.order_before(stream)
+        if _aliases_unsafely(out, tensors, spec, plan.targets):
+            tmp = allocate(device, result_shape, plan.out_dtype)
+            _queue(device, stream, name, inputs, tmp, plan.attrs)
             copy_into(out, tmp, stream)
             return out
         result = out
     else:
-        result = allocate(device, result_shape, out_dtypes[0])
-    _queue(device, stream, name, inputs, result, norm_attrs)
+        result = _allocate_checked(device, result_shape, plan.out_dtype)
+    _queue(device, stream, name, inputs, result, plan.attrs)
     return result
 
 
@@ -248,16 +326,16 @@ def _normalized(op: Operand) -> Operand:
     carry offsets and strides that point past their (possibly zero-byte) buffer; no element
     is ever read through them, but a backend building a view from them may refuse them. A
     kernel can still receive an empty input with a non-empty output (matmul with K == 0)."""
-    if op.size or (op.offset == 0 and op.strides == contiguous_strides(op.shape)):
+    if 0 not in op.shape or (op.offset == 0 and op.strides == contiguous_strides(op.shape)):
         return op
-    return attrs.evolve(op, strides=contiguous_strides(op.shape), offset=0)
+    return op._replace(strides=contiguous_strides(op.shape), offset=0)
 
 
 def _queue(device: Device, stream: Stream, name: str, inputs: list[Any], result: Tensor,
            attrs: Mapping[str, Any]) -> None:  # fmt: skip
     if result.size:
         device._impl.launch(stream.handle, name, inputs, [result._operand()], attrs)
-    result._storage.last_stream = stream
+    result._storage.mark_written(stream)
 
 
 def cast(t: Tensor, dtype: DType, stream: Stream) -> Tensor:
@@ -267,6 +345,7 @@ def cast(t: Tensor, dtype: DType, stream: Stream) -> Tensor:
 
 def copy_into(dst: Tensor, src: Tensor, stream: Stream) -> None:
     """Queue ``dst[...] = src`` (same device and dtype; ``src`` broadcasts to ``dst``)."""
+    src._storage.order_before(stream)
     if dst.size:
         dst.device._impl.copy(stream.handle, dst._operand(), src._operand(dst.shape))
-    dst._storage.last_stream = stream
+    dst._storage.mark_written(stream)

@@ -38,7 +38,6 @@ import ctypes
 import sys
 from typing import Any, NamedTuple
 
-import attrs
 import numpy as np
 
 from . import dtypes as dt
@@ -256,7 +255,7 @@ def _host_view(tensor: Tensor) -> np.ndarray | None:
     operand = tensor._operand()
     if tensor.size == 0:
         # nothing is addressed: do not hand the backend an offset past its (empty) buffer
-        operand = attrs.evolve(operand, strides=contiguous_strides(tensor.shape), offset=0)
+        operand = operand._replace(strides=contiguous_strides(tensor.shape), offset=0)
     return tensor.device._impl.host_view(operand)
 
 

@@ -416,12 +416,12 @@ def to_device(x: Tensor, device: Any, /, *, stream: Stream | None = None) -> Ten
         dst_stream.wait(src_stream.record(timing=False))
         if result.size:
             target._impl.copy_peer(dst_stream.handle, result._operand(), x._operand())
-        result._storage.last_stream = dst_stream
+        result._storage.mark_written(dst_stream)
         return result
     host = x.numpy()
     if result.size:
         target._impl.copy_from_host(dst_stream.handle, result._operand(), host)
-    result._storage.last_stream = dst_stream
+    result._storage.mark_written(dst_stream)
     return result
 
 

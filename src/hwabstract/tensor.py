@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,16 +37,42 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 class Storage:
-    """One device allocation, shared by a tensor and its views. Freed when unreferenced."""
+    """One device allocation, shared by a tensor and its views. Freed when unreferenced.
 
-    __slots__ = ("__weakref__", "buffer", "device", "last_stream", "nbytes")
+    ``last_stream`` is the stream of the last command that wrote it; ``synced`` (weak
+    references to) the streams already ordered after that write. Reading it on another
+    stream first makes that stream wait for the write (see :meth:`order_before`).
+    """
+
+    __slots__ = ("__weakref__", "buffer", "device", "last_stream", "nbytes", "synced")
 
     def __init__(self, device: Device, nbytes: int, buffer: Any = None) -> None:
         self.device = device
         self.nbytes = nbytes
         self.buffer = None
         self.last_stream: Stream | None = None
+        self.synced: tuple[weakref.ref[Stream], ...] = ()
         self.buffer = device._impl.allocate(device.index, nbytes) if buffer is None else buffer
+
+    def mark_written(self, stream: Stream) -> None:
+        """Record that a command queued on ``stream`` writes this storage."""
+        self.last_stream = stream
+        self.synced = ()
+
+    def order_before(self, stream: Stream) -> None:
+        """Make ``stream`` wait (on the device, not the host) for the last write to this
+        storage if that write was queued on another stream. Read-after-write across streams
+        is thus always ordered; write-after-read across streams remains the caller's to order
+        with events, as in CUDA."""
+        writer = self.last_stream
+        if writer is None or writer is stream or any(r() is stream for r in self.synced):
+            return
+        if not writer.query():  # (a finished write needs no ordering)
+            if writer.device._impl is stream.device._impl:
+                stream.wait(writer.record(timing=False))
+            else:
+                writer.synchronize()  # another backend: no device-side event orders them
+        self.synced = (*self.synced, weakref.ref(stream))  # weak: must not pin streams
 
     def __del__(self, _finalizing: Any = sys.is_finalizing) -> None:
         buffer = self.buffer

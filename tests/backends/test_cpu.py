@@ -299,3 +299,62 @@ def test_no_backend_calls_at_interpreter_shutdown() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "done"
     assert proc.stderr == ""
+
+
+# -- the caching pool -----------------------------------------------------------------------------
+
+
+def test_size_classes_cover_the_request_within_an_eighth() -> None:
+    from hwabstract.backends.cpu import size_class
+
+    assert size_class(0) == size_class(1) == size_class(512) == 512
+    for n in [513, 4095, 4096, 4097, 10**6, 3 * 2**20 + 1, 2**30 - 7]:
+        c = size_class(n)
+        assert n <= c <= n * 1.125 + 512 and c % 512 == 0
+
+
+def test_freed_blocks_are_reused_only_after_queued_work_passes(
+    fresh_registry: Callable[..., Registry], gate: Callable[[hw.Stream], threading.Event]
+) -> None:
+    fresh_registry()
+    dev = hw.device("cpu")
+    impl = dev._impl
+    stream = dev.create_stream()
+    a = impl.allocate(dev.index, 4096)
+    block = a.block
+    opened = gate(stream)  # the stream has queued, unfinished work
+    impl.free(a)
+    assert dev.memory_stats().cached == 0  # fenced: not reusable yet
+    b = impl.allocate(dev.index, 4096)
+    assert b.block is not block  # a queued command may still read the freed block
+    opened.set()
+    stream.synchronize()
+    c = impl.allocate(dev.index, 4096)
+    assert c.block is block  # the fence passed: the block is reused, no new memory
+    impl.free(b)
+    stats = dev.memory_stats()
+    assert stats.cached == b.block.nbytes and stats.in_use == 4096
+    impl.free(c)
+
+
+def test_the_cache_gives_way_under_memory_pressure(
+    fresh_registry: Callable[..., Registry],
+) -> None:
+    fresh_registry(HWABSTRACT_CPU_MEMORY="1MiB")
+    dev = hw.device("cpu")
+    impl = dev._impl
+    a = impl.allocate(dev.index, 200 * 1024)
+    impl.free(a)
+    assert dev.memory_stats().cached > 0
+    big = impl.allocate(dev.index, 1000 * 1024)  # fits only once the cache is dropped
+    stats = dev.memory_stats()
+    assert (stats.in_use, stats.cached) == (1000 * 1024, 0)
+    impl.free(big)
+
+
+def test_a_pooled_tensor_never_shows_stale_data_through_reuse() -> None:
+    x = hw.asarray(np.arange(1024, dtype=np.float32))
+    for i in range(20):  # each result reuses the block its predecessor freed
+        y = hw.multiply(x, float(i))
+        assert y.numpy()[3] == 3.0 * i
+        del y

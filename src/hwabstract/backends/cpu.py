@@ -20,6 +20,7 @@ An empty variable counts as unset. A value that cannot be used makes the backend
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import platform
@@ -27,6 +28,7 @@ import queue
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -81,15 +83,23 @@ def _physical_memory() -> int:
 
 
 class CpuBuffer:
-    """Host memory standing in for device memory."""
+    """Host memory standing in for device memory.
 
-    __slots__ = ("array", "device", "freed", "nbytes")
+    ``block`` is the allocation (from the device's caching pool, or adopted host memory when
+    ``pooled`` is false); ``array`` is its first ``nbytes`` bytes. ``views`` caches the NumPy
+    views kernels took of it, since the same operands recur launch after launch.
+    """
 
-    def __init__(self, device: int, array: np.ndarray) -> None:
+    __slots__ = ("array", "block", "device", "freed", "nbytes", "pooled", "views")
+
+    def __init__(self, device: int, block: np.ndarray, nbytes: int, pooled: bool) -> None:
         self.device = device
-        self.array = array  # uint8, 1-D
-        self.nbytes = int(array.nbytes)
+        self.block = block  # uint8, 1-D
+        self.array = block[:nbytes] if block.nbytes != nbytes else block
+        self.nbytes = nbytes
+        self.pooled = pooled
         self.freed = False
+        self.views: dict[tuple[Any, ...], np.ndarray] = {}
 
 
 class CpuEvent:
@@ -188,22 +198,88 @@ class CpuStream:
                 self._queue.put(None)
 
 
+def size_class(nbytes: int) -> int:
+    """The block size the pool hands out for ``nbytes``: a multiple of 512 bytes, and above
+    4 KiB rounded up to 1/8 of the next power of two, so one block serves every request
+    within 12.5% of it (the waste is bounded by that too)."""
+    if nbytes <= 512:
+        return 512
+    step = max(512, 1 << max(0, nbytes.bit_length() - 4))
+    return -(-nbytes // step) * step
+
+
 class _DeviceState:
+    """Accounting and the caching pool of one cpu device.
+
+    Freed blocks are cached by size class and handed out again -- but only once every
+    command that was queued, on any stream of the backend, when the block was freed has
+    finished (stream-ordered reuse, as ``cudaFreeAsync`` with a memory pool). Until then they
+    wait in ``pending`` with the ticket each busy stream had reached. Reusing memory instead
+    of returning it to the C allocator matters: a fresh megabyte costs hundreds of page
+    faults, which dominated large elementwise kernels before the pool existed.
+    """
+
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.in_use = 0
         self.peak = 0
         self.allocations = 0
+        self.cached: dict[int, list[np.ndarray]] = {}
+        self.cached_bytes = 0
+        self.cache_limit = capacity // 4
+        self.pending: collections.deque[tuple[np.ndarray, list[tuple[CpuStream, int]]]] = (
+            collections.deque()
+        )
         # Reentrant: the cyclic garbage collector may run in this very thread while the lock
         # is held (any allocation can trigger it) and collect a tensor, whose storage then
         # frees its buffer -- which takes this lock again.
         self.lock = threading.RLock()
 
+    def take(self, cls: int) -> np.ndarray | None:
+        """A cached block of size class ``cls``, if one is free to reuse. Holds the lock."""
+        self.reap()
+        blocks = self.cached.get(cls)
+        if blocks:
+            self.cached_bytes -= cls
+            return blocks.pop()
+        return None
 
-def _view(op: Operand) -> np.ndarray:
-    """A NumPy view of an operand (no copy)."""
+    def give(self, block: np.ndarray, fences: list[tuple[CpuStream, int]]) -> None:
+        """Return a freed block; reusable once each (stream, ticket) fence has passed."""
+        if fences:
+            self.pending.append((block, fences))
+        else:
+            self._cache(block)
+        self.reap()
+
+    def reap(self) -> None:
+        while self.pending:
+            block, fences = self.pending[0]
+            if any(stream.completed < ticket for stream, ticket in fences):
+                return
+            self.pending.popleft()
+            self._cache(block)
+
+    def _cache(self, block: np.ndarray) -> None:
+        cls = block.nbytes
+        if self.cached_bytes + cls <= self.cache_limit:
+            self.cached.setdefault(cls, []).append(block)
+            self.cached_bytes += cls
+        # else: dropped; the C allocator gets the memory back when the last view dies
+
+    def trim(self) -> None:
+        """Drop every cached block (under memory pressure)."""
+        self.cached.clear()
+        self.cached_bytes = 0
+
+
+def _make_view(op: Operand) -> np.ndarray:
+    """A new NumPy view of an operand (no copy)."""
     dt = op.dtype.numpy_dtype
     item = dt.itemsize
+    if 0 in op.shape:
+        # an empty view: its offset may point past a zero-byte buffer, and nothing is read
+        return np.empty(op.shape, dtype=dt)
     return np.ndarray(
         op.shape,
         dtype=dt,
@@ -211,6 +287,19 @@ def _view(op: Operand) -> np.ndarray:
         offset=op.offset * item,
         strides=tuple(s * item for s in op.strides),
     )
+
+
+def _view(op: Operand) -> np.ndarray:
+    """A NumPy view of an operand for a queued command, cached on its buffer (the same
+    operands recur launch after launch, and building a view costs microseconds)."""
+    views = op.buffer.views
+    key = (op.dtype, op.shape, op.strides, op.offset)
+    view = views.get(key)
+    if view is None:
+        if len(views) >= 16:
+            views.clear()
+        view = views[key] = _make_view(op)
+    return view
 
 
 class CpuBackend(Backend):
@@ -247,6 +336,11 @@ class CpuBackend(Backend):
         self._devices = [_DeviceState(capacity) for _ in range(self._count)]
         self._caps: Capabilities | None = None
         self._stream_names = itertools.count()
+        #: every live stream of the backend: freed blocks are fenced against all of them.
+        #: (A list of weak references: iterating a WeakSet on every free is slower.)
+        self._streams: list[weakref.ref[CpuStream]] = []
+        #: per kernel name: (ufunc fast path or None, NumPy reference)
+        self._kernels: dict[str, tuple[Any, Any]] = {}
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -295,35 +389,49 @@ class CpuBackend(Backend):
 
     def allocate(self, index: int, nbytes: int) -> CpuBuffer:
         state = self._devices[index]
+        cls = size_class(nbytes)
         with state.lock:
             free = state.capacity - state.in_use
             if nbytes > free:
                 raise OutOfMemoryError(f"cpu:{index}", nbytes, free, state.capacity)
+            block = state.take(cls)
+            if block is None and state.cached_bytes + state.in_use + cls > state.capacity:
+                state.trim()  # make room: the cache gives way to live allocations
             state.in_use += nbytes
             state.allocations += 1
             state.peak = max(state.peak, state.in_use)
-        try:
-            array = np.empty(nbytes, dtype=np.uint8)
-        except MemoryError as exc:
-            self._release(index, nbytes)
-            raise OutOfMemoryError(
-                f"cpu:{index}", nbytes, free, state.capacity, vendor_message=str(exc)
-            ) from exc
-        return CpuBuffer(index, array)
+        if block is None:
+            try:
+                block = np.empty(cls, dtype=np.uint8)
+            except MemoryError as exc:
+                self._release(index, nbytes)
+                raise OutOfMemoryError(
+                    f"cpu:{index}", nbytes, free, state.capacity, vendor_message=str(exc)
+                ) from exc
+        return CpuBuffer(index, block, nbytes, pooled=True)
 
     def _release(self, index: int, nbytes: int) -> None:
         state = self._devices[index]
         with state.lock:
-            state.in_use -= nbytes
-            state.allocations -= 1
+            state.in_use = max(0, state.in_use - nbytes)
+            state.allocations = max(0, state.allocations - 1)
 
     def free(self, buffer: CpuBuffer) -> None:
         if buffer.freed:
             raise DeviceError("buffer was already freed")
         buffer.freed = True
-        # Queued commands hold their own views of buffer.array, so memory stays valid
-        # until they finish; only the accounting is released here.
-        self._release(buffer.device, buffer.nbytes)
+        buffer.views.clear()
+        state = self._devices[buffer.device]
+        with state.lock:
+            state.in_use = max(0, state.in_use - buffer.nbytes)
+            state.allocations = max(0, state.allocations - 1)
+            if buffer.pooled:
+                # Commands already queued may still use the block (they hold their own
+                # views of it): it is reused only after every stream passes its current
+                # ticket.
+                streams = [r() for r in self._streams]
+                fences = [(s, s.submitted) for s in streams if s is not None and not s.idle()]
+                state.give(buffer.block, fences)
 
     def adopt_host_array(self, index: int, array: np.ndarray) -> CpuBuffer | None:
         flat = array.reshape(-1).view(np.uint8) if array.size else np.empty(0, np.uint8)
@@ -332,12 +440,13 @@ class CpuBackend(Backend):
             state.in_use += flat.nbytes
             state.allocations += 1
             state.peak = max(state.peak, state.in_use)
-        return CpuBuffer(index, flat)
+        return CpuBuffer(index, flat, flat.nbytes, pooled=False)
 
     def memory_stats(self, index: int) -> MemoryStats:
         state = self._devices[index]
         with state.lock:
             in_use, peak, allocations = state.in_use, state.peak, state.allocations
+            cached = state.cached_bytes
         return MemoryStats(
             in_use=in_use,
             peak=peak,
@@ -345,12 +454,16 @@ class CpuBackend(Backend):
             free=max(0, state.capacity - in_use),
             allocations=allocations,
             largest_free_block=None,
+            cached=cached,
         )
 
     # -- streams -----------------------------------------------------------------------------
 
     def create_stream(self, index: int) -> CpuStream:
-        return CpuStream(index, f"hwabstract-cpu{index}-stream{next(self._stream_names)}")
+        stream = CpuStream(index, f"hwabstract-cpu{index}-stream{next(self._stream_names)}")
+        self._streams = [r for r in self._streams if r() is not None]
+        self._streams.append(weakref.ref(stream))
+        return stream
 
     def destroy_stream(self, stream: CpuStream) -> None:
         stream.close()
@@ -417,7 +530,7 @@ class CpuBackend(Backend):
         self.copy(stream, dst, src)
 
     def host_view(self, operand: Operand) -> np.ndarray:
-        return _view(operand)
+        return _make_view(operand)  # uncached: it is handed to foreign code
 
     # -- kernels -----------------------------------------------------------------------------
 
@@ -429,13 +542,15 @@ class CpuBackend(Backend):
         outputs: Sequence[Operand],
         attributes: Mapping[str, Any],
     ) -> None:
-        from ..kernels import get_spec
+        entry = self._kernels.get(kernel)
+        if entry is None:
+            from ..kernels import get_spec
 
-        spec = get_spec(kernel)
+            spec = get_spec(kernel)
+            entry = self._kernels[kernel] = (spec.ufunc, spec.reference)
+        ufunc, reference = entry
         ins = [_view(op) for op in inputs]
         outs = [_view(op) for op in outputs]
-        attrs = dict(attributes)
-        ufunc = spec.ufunc
         if ufunc is not None and len(outs) == 1:
             out = outs[0]
 
@@ -443,7 +558,7 @@ class CpuBackend(Backend):
                 ufunc(*ins, out=out, casting="unsafe")
 
         else:
-            reference = spec.reference
+            attrs = dict(attributes)
 
             def run() -> None:
                 result = reference(*ins, **attrs)
