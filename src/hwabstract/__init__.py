@@ -14,7 +14,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 # Import the ``backends`` subpackage (the built-in reference backend) *before* defining the
 # ``backends()`` function below: importing a subpackage binds its name on the parent package,
@@ -32,22 +33,10 @@ from .backend import (
     MemoryStats,
     Operand,
 )
-from .creation import (
-    arange,
-    asarray,
-    empty,
-    empty_like,
-    eye,
-    full,
-    full_like,
-    linspace,
-    ones,
-    ones_like,
-    zeros,
-    zeros_like,
-)
+
+# The ``device`` and ``stream`` submodules load now, before the ``device()`` function is
+# defined below, for the same reason as ``backends`` above (and they are cheap).
 from .device import Device
-from .dlpack import from_dlpack
 from .dtypes import (
     DType,
     all_dtypes,
@@ -69,7 +58,7 @@ from .dtypes import (
     uint32,
     uint64,
 )
-from .dtypes import bool_ as bool
+from .dtypes import bool_ as bool  # the Array API name
 from .errors import (
     BackendUnavailableError,
     DeviceError,
@@ -84,13 +73,80 @@ from .errors import (
     StreamError,
     UnsupportedError,
 )
-from .hookspecs import hookimpl, hookspec
-from .kernels import KernelSpec
-from .operations import *  # noqa: F403 - every kernel function
-from .operations import __all__ as _operations_all
-from .registry import BackendStatus, get_registry
-from .stream import Event, Stream, current_stream
-from .tensor import Tensor
+
+if TYPE_CHECKING:
+    from .creation import (
+        arange,
+        asarray,
+        empty,
+        empty_like,
+        eye,
+        full,
+        full_like,
+        linspace,
+        ones,
+        ones_like,
+        zeros,
+        zeros_like,
+    )
+    from .dlpack import from_dlpack
+    from .hookspecs import hookimpl, hookspec
+    from .kernels import KernelSpec
+    from .operations import *  # noqa: F403
+    from .registry import BackendStatus, get_registry
+    from .stream import Event, Stream, current_stream
+    from .tensor import Tensor
+
+# Everything else loads on first use (PEP 562), so that ``import hwabstract`` stays cheap:
+# plugin discovery (pluggy, importlib.metadata), the kernel catalogue and the kernel
+# functions generated from it, and DLPack (ctypes) load only when something needs them.
+_LAZY = {
+    **dict.fromkeys(
+        [
+            "arange",
+            "asarray",
+            "empty",
+            "empty_like",
+            "eye",
+            "full",
+            "full_like",
+            "linspace",
+            "ones",
+            "ones_like",
+            "zeros",
+            "zeros_like",
+        ],
+        "creation",
+    ),
+    "from_dlpack": "dlpack",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "KernelSpec": "kernels",
+    "BackendStatus": "registry",
+    "get_registry": "registry",
+    "Event": "stream",
+    "Stream": "stream",
+    "current_stream": "stream",
+    "Tensor": "tensor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    else:
+        operations = importlib.import_module(".operations", __name__)
+        if name not in operations.__all__:
+            raise AttributeError(f"module 'hwabstract' has no attribute {name!r}")
+        value = getattr(operations, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 e = 2.718281828459045
 pi = 3.141592653589793
@@ -101,17 +157,23 @@ newaxis = None
 
 def backends() -> list[BackendStatus]:
     """Every discovered backend with its plugin, version, API level, status and reason."""
+    from .registry import get_registry
+
     return get_registry().backends()
 
 
 def devices(backend: str | None = None) -> list[Device]:
     """The devices of ``backend``, or of every working backend (highest priority first)."""
+    from .registry import get_registry
+
     return get_registry().devices(backend)
 
 
 def device(spec: Any = None) -> Device:
     """A device from ``"cpu"``, ``"cpu:1"``, a :class:`Device`, or None for the default:
     ``HWABSTRACT_DEVICE`` if set, else device 0 of the highest-priority working backend."""
+    from .registry import get_registry
+
     return get_registry().device(spec)
 
 
@@ -120,6 +182,7 @@ def synchronize(device_spec: Any = None) -> None:
     device(device_spec).synchronize()
 
 
+#: The kernel functions are listed here too (tests/test_init.py keeps the list complete).
 __all__ = [
     "API_LEVEL",
     "Backend",
@@ -150,50 +213,144 @@ __all__ = [
     "Tensor",
     "UnsupportedError",
     "__version__",
+    "abs",
+    "acos",
+    "acosh",
+    "add",
+    "all",
     "all_dtypes",
+    "any",
     "arange",
+    "argmax",
+    "argmin",
     "asarray",
+    "asin",
+    "asinh",
+    "astype",
+    "atan",
+    "atan2",
+    "atanh",
     "backends",
     "bfloat16",
+    "bitwise_and",
+    "bitwise_invert",
+    "bitwise_left_shift",
+    "bitwise_or",
+    "bitwise_right_shift",
+    "bitwise_xor",
     "bool",
+    "broadcast_to",
+    "ceil",
+    "clip",
     "complex64",
     "complex128",
+    "concat",
+    "conj",
+    "copysign",
+    "cos",
+    "cosh",
     "current_stream",
     "device",
     "devices",
+    "divide",
     "e",
     "empty",
     "empty_like",
+    "equal",
     "errors",
+    "exp",
+    "expm1",
     "eye",
+    "flip",
     "float8_e4m3fn",
     "float8_e5m2",
     "float16",
     "float32",
     "float64",
+    "floor",
+    "floor_divide",
     "from_dlpack",
     "full",
     "full_like",
+    "gelu",
+    "get_registry",
+    "greater",
+    "greater_equal",
     "hookimpl",
     "hookspec",
+    "hypot",
+    "imag",
     "inf",
     "int8",
     "int16",
     "int32",
     "int64",
+    "isfinite",
+    "isinf",
+    "isnan",
+    "layer_norm",
+    "less",
+    "less_equal",
     "linspace",
+    "log",
+    "log1p",
+    "log2",
+    "log10",
+    "log_softmax",
+    "logaddexp",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logical_xor",
+    "matmul",
+    "max",
+    "maximum",
+    "mean",
+    "min",
+    "minimum",
+    "multiply",
     "nan",
+    "negative",
     "newaxis",
+    "nextafter",
+    "not_equal",
     "ones",
     "ones_like",
+    "permute_dims",
     "pi",
+    "positive",
+    "pow",
+    "prod",
+    "real",
+    "reciprocal",
+    "relu",
+    "remainder",
+    "reshape",
     "result_type",
+    "round",
+    "sign",
+    "signbit",
+    "silu",
+    "sin",
+    "sinh",
+    "softmax",
+    "sqrt",
+    "square",
+    "stack",
+    "std",
+    "subtract",
+    "sum",
     "synchronize",
+    "tan",
+    "tanh",
+    "to_device",
+    "trunc",
     "uint8",
     "uint16",
     "uint32",
     "uint64",
+    "var",
+    "where",
     "zeros",
     "zeros_like",
-    *_operations_all,
 ]

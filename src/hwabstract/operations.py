@@ -12,8 +12,6 @@ import builtins
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from . import dtypes as dt
 from .backend import Feature
 from .dispatch import allocate, copy_into, launch, resolve_stream, scalar_tensor
@@ -423,58 +421,3 @@ def to_device(x: Tensor, device: Any, /, *, stream: Stream | None = None) -> Ten
         target._impl.copy_from_host(dst_stream.handle, result._operand(), host)
     result._storage.mark_written(dst_stream)
     return result
-
-
-# -- operators on Tensor --------------------------------------------------------------------------
-
-
-# What an operator passes on to its kernel: tensors, Python and NumPy scalars, and NumPy
-# arrays (so that ``x + np_array`` gets dispatch's "convert it with hw.asarray" error rather
-# than NumPy's "operand does not support ufuncs").
-_OPERANDS = (Tensor, bool, int, float, complex, np.bool_, np.number, np.ndarray)
-
-
-def _binary_operator(fn: _Fn, reflected: bool) -> Callable[[Tensor, Any], Any]:
-    def op(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, _OPERANDS):
-            return NotImplemented
-        return fn(other, self) if reflected else fn(self, other)
-
-    return op
-
-
-def _inplace_operator(fn: _Fn) -> Callable[[Tensor, Any], Tensor]:
-    def op(self: Tensor, other: Any) -> Tensor:
-        if not isinstance(other, _OPERANDS):
-            return NotImplemented
-        fn(self, other, out=self)
-        return self
-
-    return op
-
-
-def _install_operators() -> None:
-    g = globals()
-    binary = {
-        "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
-        "floordiv": "floor_divide", "mod": "remainder", "pow": "pow", "matmul": "matmul",
-        "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
-        "lshift": "bitwise_left_shift", "rshift": "bitwise_right_shift",
-    }  # fmt: skip
-    for dunder, name in binary.items():
-        fn = g[name]
-        setattr(Tensor, f"__{dunder}__", _binary_operator(fn, False))
-        setattr(Tensor, f"__r{dunder}__", _binary_operator(fn, True))
-        setattr(Tensor, f"__i{dunder}__", _inplace_operator(fn))
-    comparisons = {
-        "eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
-        "gt": "greater", "ge": "greater_equal",
-    }  # fmt: skip
-    for dunder, name in comparisons.items():
-        setattr(Tensor, f"__{dunder}__", _binary_operator(g[name], False))
-    for dunder, name in {"neg": "negative", "pos": "positive", "abs": "abs",
-                         "invert": "bitwise_invert"}.items():  # fmt: skip
-        setattr(Tensor, f"__{dunder}__", g[name])
-
-
-_install_operators()

@@ -84,6 +84,39 @@ class Storage:
                 self.device._impl.free(buffer)
 
 
+_ops: Any = None  #: ``hwabstract.operations`` (which imports this module), once loaded
+
+
+def _kernels() -> Any:
+    """The kernel functions the operators below call."""
+    global _ops
+    if _ops is None:
+        import importlib
+
+        _ops = importlib.import_module("hwabstract.operations")
+    return _ops
+
+
+# What an operator passes on to its kernel: tensors, Python and NumPy scalars, and NumPy
+# arrays (so that ``x + np_array`` gets dispatch's "convert it with hw.asarray" error rather
+# than NumPy's "operand does not support ufuncs").
+_OPERANDS = (bool, int, float, complex, np.bool_, np.number, np.ndarray)
+
+
+def _binary(fn: Any, a: Any, b: Any, *, reflected: bool = False) -> Any:
+    other = a if reflected else b
+    if not isinstance(other, (Tensor, *_OPERANDS)):
+        return NotImplemented
+    return fn(a, b)
+
+
+def _inplace(fn: Any, target: Tensor, other: Any) -> Any:
+    if not isinstance(other, (Tensor, *_OPERANDS)):
+        return NotImplemented
+    fn(target, other, out=target)
+    return target
+
+
 class Tensor:
     """An n-dimensional array on a device. Create with :func:`hwabstract.asarray`,
     :func:`hwabstract.zeros` and friends; compute with the kernel functions or operators."""
@@ -287,6 +320,155 @@ class Tensor:
         from .operations import assign
 
         assign(self[key], value)
+
+    # -- operators (each calls the kernel function of the same meaning) ----------------------
+
+    def __add__(self, other: Any) -> Tensor:
+        return _binary(_kernels().add, self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return _binary(_kernels().add, other, self, reflected=True)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().add, self, other)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return _binary(_kernels().subtract, self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _binary(_kernels().subtract, other, self, reflected=True)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().subtract, self, other)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return _binary(_kernels().multiply, self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return _binary(_kernels().multiply, other, self, reflected=True)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().multiply, self, other)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return _binary(_kernels().divide, self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _binary(_kernels().divide, other, self, reflected=True)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().divide, self, other)
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        return _binary(_kernels().floor_divide, self, other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return _binary(_kernels().floor_divide, other, self, reflected=True)
+
+    def __ifloordiv__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().floor_divide, self, other)
+
+    def __mod__(self, other: Any) -> Tensor:
+        return _binary(_kernels().remainder, self, other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return _binary(_kernels().remainder, other, self, reflected=True)
+
+    def __imod__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().remainder, self, other)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return _binary(_kernels().pow, self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return _binary(_kernels().pow, other, self, reflected=True)
+
+    def __ipow__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().pow, self, other)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return _binary(_kernels().matmul, self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return _binary(_kernels().matmul, other, self, reflected=True)
+
+    def __imatmul__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().matmul, self, other)
+
+    def __and__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_and, self, other)
+
+    def __rand__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_and, other, self, reflected=True)
+
+    def __iand__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().bitwise_and, self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_or, self, other)
+
+    def __ror__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_or, other, self, reflected=True)
+
+    def __ior__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().bitwise_or, self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_xor, self, other)
+
+    def __rxor__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_xor, other, self, reflected=True)
+
+    def __ixor__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().bitwise_xor, self, other)
+
+    def __lshift__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_left_shift, self, other)
+
+    def __rlshift__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_left_shift, other, self, reflected=True)
+
+    def __ilshift__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().bitwise_left_shift, self, other)
+
+    def __rshift__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_right_shift, self, other)
+
+    def __rrshift__(self, other: Any) -> Tensor:
+        return _binary(_kernels().bitwise_right_shift, other, self, reflected=True)
+
+    def __irshift__(self, other: Any) -> Tensor:
+        return _inplace(_kernels().bitwise_right_shift, self, other)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _binary(_kernels().equal, self, other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _binary(_kernels().not_equal, self, other)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _binary(_kernels().less, self, other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return _binary(_kernels().less_equal, self, other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _binary(_kernels().greater, self, other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _binary(_kernels().greater_equal, self, other)
+
+    def __neg__(self) -> Tensor:
+        return _kernels().negative(self)
+
+    def __pos__(self) -> Tensor:
+        return _kernels().positive(self)
+
+    def __abs__(self) -> Tensor:
+        return _kernels().abs(self)
+
+    def __invert__(self) -> Tensor:
+        return _kernels().bitwise_invert(self)
 
     # -- DLPack --------------------------------------------------------------------------------
 

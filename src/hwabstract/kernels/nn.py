@@ -48,7 +48,7 @@ def _axis_rule(shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any]) -> A
 
 
 def _softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
-    c = x.astype(_compute_type(x))
+    c = x.astype(_compute_type(x), copy=False)
     with np.errstate(all="ignore"):
         shifted = c - np.max(c, axis=axis, keepdims=True) if c.size else c
         e = np.exp(shifted)
@@ -56,7 +56,7 @@ def _softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
 
 
 def _log_softmax(x: np.ndarray, *, axis: int) -> np.ndarray:
-    c = x.astype(_compute_type(x))
+    c = x.astype(_compute_type(x), copy=False)
     with np.errstate(all="ignore"):
         shifted = c - np.max(c, axis=axis, keepdims=True) if c.size else c
         return (shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))).astype(x.dtype)
@@ -118,7 +118,7 @@ def _layer_norm(
     has_weight: bool, has_bias: bool,
 ) -> np.ndarray:  # fmt: skip
     ct = _compute_type(x)
-    c = x.astype(ct)
+    c = x.astype(ct, copy=False)
     with np.errstate(all="ignore"):
         mean = np.mean(c, axis=axes, keepdims=True) if c.size else c
         var = np.mean((c - mean) ** 2, axis=axes, keepdims=True) if c.size else c
@@ -150,7 +150,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 
 def _gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
-    c = x.astype(_compute_type(x))
+    c = x.astype(_compute_type(x), copy=False)
     with np.errstate(all="ignore"):
         if approximate == "tanh":
             inner = math.sqrt(2.0 / math.pi) * (c + 0.044715 * c**3)
@@ -172,7 +172,7 @@ def _gelu_shape(shapes: Sequence[tuple[int, ...]], attrs: Mapping[str, Any]) -> 
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    c = x.astype(_compute_type(x))
+    c = x.astype(_compute_type(x), copy=False)
     with np.errstate(all="ignore"):
         y = c / (1.0 + np.exp(-c))
         # x * sigmoid(x) tends to -0.0 as x -> -inf; the formula gives -inf / inf = NaN there

@@ -103,7 +103,9 @@ def _sum_like(fn: Any) -> Any:
         acc = target
         if target_dt.kind == "f":
             acc = np.dtype(np.float64) if target.itemsize >= 8 else np.dtype(np.float32)
-        return np.asarray(fn(x.astype(acc), axis=axes, keepdims=keepdims)).astype(target)
+        return np.asarray(fn(x.astype(acc, copy=False), axis=axes, keepdims=keepdims)).astype(
+            target, copy=False
+        )
 
     return reference
 
@@ -125,7 +127,7 @@ def _mean(x: np.ndarray, *, axes: tuple[int, ...], keepdims: bool) -> Any:
     # RuntimeWarning np.mean emits (which becomes an error under -W error).
     acc = _accumulator(x)
     with np.errstate(all="ignore"):
-        total = np.sum(x.astype(acc), axis=axes, keepdims=keepdims)
+        total = np.sum(x.astype(acc, copy=False), axis=axes, keepdims=keepdims)
         return np.asarray(total / acc.type(_count(x, axes))).astype(x.dtype)
 
 
@@ -137,7 +139,7 @@ def _moment(sqrt: bool) -> Any:
         # (np.var would give inf, or NaN with a RuntimeWarning).
         acc = _accumulator(x)
         n = _count(x, axes)
-        c = x.astype(acc)
+        c = x.astype(acc, copy=False)
         with np.errstate(all="ignore"):
             mean = np.sum(c, axis=axes, keepdims=True) / acc.type(max(n, 1))
             squares = np.sum(np.square(c - mean), axis=axes, keepdims=keepdims)
