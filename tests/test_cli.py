@@ -545,3 +545,20 @@ def test_demo_of_an_unknown_device_is_an_sdk_error(
     assert code == 2 and out == ""
     assert err.startswith("hwabstract: error: no backend named 'nope'")
     assert err.count("\n") == 1
+
+
+def test_a_reader_closing_the_pipe_early_gets_no_traceback() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written (like `| head -0`)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hwabstract", "info", "cpu:0"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
+    assert proc.returncode == 141

@@ -115,14 +115,13 @@ def test_synchronize_reports_a_failure_after_waiting_for_all_streams(
     fresh_registry(HWABSTRACT_CPU_DEVICES=None)
     dev = hw.device("cpu")
     failing, slow = dev.create_stream(), dev.create_stream()
-    host = np.array([2, 3])
-    host.flags.writeable = False
-    base = hw.asarray(host, copy=False)  # shares the read-only host memory
-    hw.add(base, base, out=base, stream=failing)  # fails on the device: read-only output
+    base = hw.asarray(np.array([2, 3]))
+    dev._impl.inject_fault(dev.index, "subtract")
+    hw.subtract(base, base, stream=failing)  # fails on the device (an injected fault)
     release = gate(slow)
     y = hw.add(base, base, stream=slow)
     release.set()
-    with pytest.raises(hw.KernelError, match="kernel 'add' failed"):
+    with pytest.raises(hw.KernelError, match="kernel 'subtract' failed"):
         dev.synchronize()
     assert slow.query() and failing.query()
     assert y.tolist() == [4, 6]

@@ -27,12 +27,6 @@ def covers(*names: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     return mark
 
 
-def read_only_tensor() -> hw.Tensor:
-    host = np.array([1.0, 2.0], dtype=np.float32)
-    host.flags.writeable = False
-    return hw.asarray(host, copy=False)
-
-
 # -- discovery ------------------------------------------------------------------------------------
 
 
@@ -180,19 +174,39 @@ def test_unsupported_kernel_dtype_and_feature(limited_device: hw.Device) -> None
 
 @covers("KernelError")
 def test_a_queued_command_fails_asynchronously() -> None:
-    stream = hw.device("cpu").create_stream()
-    target = read_only_tensor()
-    result = hw.add(target, target, out=target, stream=stream)  # returns: the failure is later
-    assert result is target
+    device = hw.device("cpu")
+    stream = device.create_stream()
+    x = hw.asarray(np.array([1.0, 2.0], dtype=np.float32))
+    device._impl.inject_fault(device.index, "add")  # the device will fault on the next add
+    result = hw.add(x, x, stream=stream)  # returns: the failure is reported later
+    assert result.shape == (2,)
     with pytest.raises(hw.KernelError) as info:
         stream.synchronize()
     message = str(info.value)
-    assert "queued command kernel 'add' failed on cpu:0 (ValueError)" in message
+    assert "queued command kernel 'add' failed on cpu:0 (InjectedFault)" in message
     assert "fix its inputs and queue it again" in message
-    assert info.value.vendor_message == "ValueError: output array is read-only"
+    assert info.value.vendor_message == (
+        "InjectedFault: fault injected into kernel 'add' (inject_fault)"
+    )
     stream.synchronize()  # reported once; the stream keeps working
-    y = hw.multiply(target, target, stream=stream)
-    assert y.tolist() == [1.0, 4.0]
+    y = hw.add(x, x, stream=stream)
+    assert y.tolist() == [2.0, 4.0]
+
+
+def test_an_unknown_kernel_name_is_a_kernel_error() -> None:
+    from hwabstract.dispatch import launch
+
+    x = hw.asarray(np.ones(2, np.float32))
+    with pytest.raises(hw.KernelError, match="no kernel named 'nope'"):
+        launch("nope", (x,))
+
+
+def test_asarray_refuses_to_share_a_read_only_array() -> None:
+    host = np.array([1.0, 2.0], dtype=np.float32)
+    host.flags.writeable = False
+    with pytest.raises(hw.DTypeError, match="cannot share a read-only array"):
+        hw.asarray(host, copy=False)
+    assert hw.asarray(host).tolist() == [1.0, 2.0]  # copy=None copies it
 
 
 @covers("StreamError")

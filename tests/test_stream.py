@@ -27,13 +27,6 @@ def dev(fresh_registry: Callable[..., Registry]) -> hw.Device:
     return hw.device("cpu")
 
 
-def read_only_tensor(device: hw.Device) -> hw.Tensor:
-    """A tensor sharing read-only host memory: writing into it fails on the device."""
-    host = np.array([2, 3])
-    host.flags.writeable = False
-    return hw.asarray(host, device=device, copy=False)
-
-
 # -- asynchrony and ordering ----------------------------------------------------------------------
 
 
@@ -207,9 +200,10 @@ def test_elapsed_time_misuse(
 
 def test_event_synchronize_reports_failures_queued_before_the_event_only(dev: hw.Device) -> None:
     stream = dev.create_stream()
-    target = read_only_tensor(dev)
+    target = hw.asarray(np.array([2, 3], dtype=np.int64))
     before = stream.record()
-    hw.add(target, target, out=target, stream=stream)  # fails on the device
+    dev._impl.inject_fault(dev.index, "add")
+    hw.add(target, target, stream=stream)  # fails on the device
     after = stream.record()
     before.synchronize()  # the failure comes after this event
     with pytest.raises(hw.KernelError, match="kernel 'add' failed on cpu:0"):
@@ -220,8 +214,9 @@ def test_event_synchronize_reports_failures_queued_before_the_event_only(dev: hw
 
 def test_stream_query_reports_a_failed_command(dev: hw.Device) -> None:
     stream = dev.create_stream()
-    target = read_only_tensor(dev)
-    hw.add(target, target, out=target, stream=stream)
+    target = hw.asarray(np.array([2, 3], dtype=np.int64))
+    dev._impl.inject_fault(dev.index, "add")
+    hw.add(target, target, stream=stream)
     with pytest.raises(hw.KernelError, match="kernel 'add' failed"):
         while not stream.query():  # polls until the stream is idle, then reports
             time.sleep(0.001)

@@ -687,7 +687,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args.tolerance = DEFAULT_TOLERANCE
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return status
     except HwAbstractError as exc:
         print(f"hwabstract: error: {_cell(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`hwabstract info cpu:0 | head`): stop quietly, as Unix tools
+        # do. Point stdout at /dev/null so the interpreter's final flush does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # as a process killed by SIGPIPE reports it

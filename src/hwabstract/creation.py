@@ -152,6 +152,11 @@ def asarray(
 def _adopt(host: np.ndarray, device: Any) -> Tensor:
     if not host.flags.c_contiguous:
         raise ShapeError("asarray(copy=False) needs a C-contiguous array")
+    if not host.flags.writeable:
+        raise DTypeError(
+            "asarray(copy=False) cannot share a read-only array: tensors are writable, so "
+            "writes through the tensor would fail on the device. Pass copy=None to copy it."
+        )
     dtype = dt.dtype(host.dtype)
     buffer = device._impl.adopt_host_array(device.index, host)
     if buffer is None:

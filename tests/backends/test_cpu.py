@@ -358,3 +358,25 @@ def test_a_pooled_tensor_never_shows_stale_data_through_reuse() -> None:
         y = hw.multiply(x, float(i))
         assert y.numpy()[3] == 3.0 * i
         del y
+
+
+# -- fault injection --------------------------------------------------------------------------
+
+
+def test_injected_faults_hit_only_the_named_kernel_and_only_count_times() -> None:
+    dev = hw.device("cpu")
+    stream = dev.create_stream()
+    x = hw.asarray(np.arange(3, dtype=np.float32))
+    dev._impl.inject_fault(dev.index, "multiply", count=2)
+    assert hw.add(x, x, stream=stream).tolist() == [0.0, 2.0, 4.0]  # another kernel: unaffected
+    for _ in range(2):
+        hw.multiply(x, x, stream=stream)
+        with pytest.raises(hw.KernelError, match="InjectedFault"):
+            stream.synchronize()
+    assert hw.multiply(x, x, stream=stream).tolist() == [0.0, 1.0, 4.0]  # used up
+
+
+def test_inject_fault_needs_a_positive_count() -> None:
+    dev = hw.device("cpu")
+    with pytest.raises(ValueError, match="at least 1"):
+        dev._impl.inject_fault(dev.index, None, count=0)

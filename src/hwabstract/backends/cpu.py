@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ..hookspecs import hookimpl
 
-__all__ = ["CpuBackend", "hwabstract_backends"]
+__all__ = ["CpuBackend", "InjectedFault", "hwabstract_backends"]
 
 _UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}  # fmt: skip
@@ -80,6 +80,10 @@ def _physical_memory() -> int:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
         return 8 * 1024**3
+
+
+class InjectedFault(RuntimeError):
+    """The failure :meth:`CpuBackend.inject_fault` plants in a queued kernel."""
 
 
 class CpuBuffer:
@@ -224,6 +228,8 @@ class _DeviceState:
         self.in_use = 0
         self.peak = 0
         self.allocations = 0
+        #: injected faults, see :meth:`CpuBackend.inject_fault`: [kernel or None, remaining]
+        self.faults: list[list[Any]] = []
         self.cached: dict[int, list[np.ndarray]] = {}
         self.cached_bytes = 0
         self.cache_limit = capacity // 4
@@ -537,6 +543,31 @@ class CpuBackend(Backend):
     def host_view(self, operand: Operand) -> np.ndarray:
         return _make_view(operand)  # uncached: it is handed to foreign code
 
+    # -- fault injection ---------------------------------------------------------------------
+
+    def inject_fault(self, index: int, kernel: str | None = None, count: int = 1) -> None:
+        """Make the next ``count`` launches of ``kernel`` (any kernel if None) on device
+        ``index`` fail while executing, as a faulting device would: the launch returns, the
+        stream reports a :class:`~hwabstract.errors.KernelError` at its next synchronizing
+        call, and the stream keeps working afterwards. For tests of error handling; reach it
+        as ``device._impl.inject_fault(device.index, ...)``."""
+        if count < 1:
+            raise ValueError(f"inject_fault count must be at least 1, got {count}")
+        state = self._devices[index]
+        with state.lock:
+            state.faults.append([kernel, count])
+
+    @staticmethod
+    def _take_fault(state: _DeviceState, kernel: str) -> bool:
+        with state.lock:
+            for fault in state.faults:
+                if fault[0] in (None, kernel):
+                    fault[1] -= 1
+                    if fault[1] == 0:
+                        state.faults.remove(fault)
+                    return True
+        return False
+
     # -- kernels -----------------------------------------------------------------------------
 
     def launch(
@@ -556,6 +587,14 @@ class CpuBackend(Backend):
         ufunc, reference = entry
         ins = [_view(op) for op in inputs]
         outs = [_view(op) for op in outputs]
+        state = self._devices[outputs[0].buffer.device] if outputs else None
+        if state is not None and state.faults and self._take_fault(state, kernel):
+
+            def fail() -> None:
+                raise InjectedFault(f"fault injected into kernel {kernel!r} (inject_fault)")
+
+            stream.submit(fail, f"kernel {kernel!r}")
+            return
         if ufunc is not None and len(outs) == 1:
             out = outs[0]
 
