@@ -236,20 +236,50 @@ def relu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = Non
 
 
 @_export
-def permute_dims(x: Tensor, /, axes: Sequence[int]) -> Tensor:
-    """Reorder the dimensions of ``x`` (a view)."""
+def permute_dims(x: Tensor, /, axes: Sequence[int], *, out: Tensor | None = None,
+                 stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """Reorder the dimensions of ``x`` (a view; with ``out=``, copied into ``out``)."""
     _require_tensor("permute_dims", x)
     perm = permute_shape(x.shape, axes)
-    return x._view(tuple(x.shape[i] for i in perm), tuple(x.strides[i] for i in perm), x._offset)
+    view = x._view(tuple(x.shape[i] for i in perm), tuple(x.strides[i] for i in perm), x._offset)
+    return _deliver("permute_dims", view, out, stream)
+
+
+def _deliver(name: str, view: Tensor, out: Tensor | None, stream: Stream | None) -> Tensor:
+    """``view`` itself, or with ``out=`` its elements copied into ``out`` (checked for shape,
+    dtype and device like every kernel's ``out=``) on ``stream``."""
+    if out is None:
+        return view
+    if not isinstance(out, Tensor):
+        raise DTypeError(f"{name}(out=...) takes a hwabstract Tensor, got {type(out).__name__}")
+    if out.device is not view.device:
+        raise DeviceError(
+            f"{name}(out=...) is on {out.device.name} but the input is on {view.device.name}"
+        )
+    if out.shape != view.shape:
+        raise ShapeError(
+            f"{name}(out=...) needs shape {view.shape}, the given tensor has {out.shape}"
+        )
+    if out.dtype is not view.dtype:
+        raise DTypeError(
+            f"{name}(out=...) needs dtype {view.dtype}, the given tensor is {out.dtype}"
+        )
+    assign(out, view, stream=stream)
+    return out
 
 
 @_export
 def reshape(x: Tensor, /, shape: Sequence[int] | int, *, copy: bool | None = None,
-            stream: Stream | None = None) -> Tensor:  # fmt: skip
+            out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """``x`` with a new shape. A view when ``x`` is contiguous (and ``copy`` is not True),
-    otherwise a copy; ``copy=False`` makes a needed copy an error."""
+    otherwise a copy; ``copy=False`` makes a needed copy an error. With ``out=``, the
+    reshaped elements are copied into ``out``."""
     _require_tensor("reshape", x)
     new = reshape_target(x.shape, (shape,) if isinstance(shape, int) else shape)
+    if out is not None:
+        if not x.is_contiguous:
+            x = reshape(x, x.shape, copy=True, stream=stream)
+        return _deliver("reshape", x._view(new, contiguous_strides(new), x._offset), out, stream)
     if copy is not True and x.is_contiguous:
         return x._view(new, contiguous_strides(new), x._offset)
     if copy is False:
@@ -263,8 +293,10 @@ def reshape(x: Tensor, /, shape: Sequence[int] | int, *, copy: bool | None = Non
 
 
 @_export
-def flip(x: Tensor, /, *, axis: int | Sequence[int] | None = None) -> Tensor:
-    """Reverse the order of elements along ``axis`` (all axes if None); a view."""
+def flip(x: Tensor, /, *, axis: int | Sequence[int] | None = None, out: Tensor | None = None,
+         stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """Reverse the order of elements along ``axis`` (all axes if None); a view (with
+    ``out=``, copied into ``out``)."""
     _require_tensor("flip", x)
     axes = normalize_axes(axis, x.ndim)
     strides = list(x.strides)
@@ -273,17 +305,19 @@ def flip(x: Tensor, /, *, axis: int | Sequence[int] | None = None) -> Tensor:
         if x.size:  # an empty view keeps its offset: there is no last element to start at
             offset += (x.shape[a] - 1) * strides[a]
         strides[a] = -strides[a]
-    return x._view(x.shape, tuple(strides), offset)
+    return _deliver("flip", x._view(x.shape, tuple(strides), offset), out, stream)
 
 
 @_export
-def broadcast_to(x: Tensor, /, shape: Sequence[int]) -> Tensor:
-    """``x`` broadcast to ``shape`` (a view with zero strides; do not write into it)."""
+def broadcast_to(x: Tensor, /, shape: Sequence[int], *, out: Tensor | None = None,
+                 stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """``x`` broadcast to ``shape`` (a view with zero strides; do not write into it). With
+    ``out=``, the broadcast elements are copied into ``out``."""
     _require_tensor("broadcast_to", x)
     spec = get_spec("broadcast_to")
     _, (target,), _ = spec.shape_rule([x.shape], {"shape": shape})
     op = x._operand(tuple(target))
-    return x._view(op.shape, op.strides, op.offset)
+    return _deliver("broadcast_to", x._view(op.shape, op.strides, op.offset), out, stream)
 
 
 def _join_dtype(name: str, tensors: Sequence[Tensor]) -> dt.DType:

@@ -176,3 +176,40 @@ def test_broadcast_view_strides_are_zero_where_broadcast() -> None:
     b = hw.broadcast_to(x, (2, 3))
     assert b.shape == (2, 3) and b.strides == (0, 1)
     assert b.numpy().tolist() == [[0, 1, 2], [0, 1, 2]]
+
+
+# -- out= and stream= on the view functions -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda x, **kw: hw.permute_dims(x, (1, 0), **kw), lambda a: a.T),
+        (lambda x, **kw: hw.reshape(x, (3, 2), **kw), lambda a: a.reshape(3, 2)),
+        (lambda x, **kw: hw.reshape(x.T, (6,), **kw), lambda a: a.T.reshape(6)),
+        (lambda x, **kw: hw.flip(x, axis=1, **kw), lambda a: a[:, ::-1]),
+        (
+            lambda x, **kw: hw.broadcast_to(x[0], (4, 3), **kw),
+            lambda a: np.broadcast_to(a[0], (4, 3)),
+        ),
+    ],
+)
+def test_view_functions_copy_into_out_on_the_given_stream(call, expected) -> None:  # type: ignore[no-untyped-def]
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    x = hw.asarray(a)
+    want = expected(a)
+    out = hw.zeros(want.shape, dtype=hw.float32)
+    stream = x.device.create_stream()
+    result = call(x, out=out, stream=stream)
+    assert result is out
+    np.testing.assert_array_equal(out.numpy(), want)
+    x[...] = 0  # out holds a copy, not a view
+    np.testing.assert_array_equal(out.numpy(), want)
+
+
+def test_view_function_out_is_checked() -> None:
+    x = hw.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    with pytest.raises(hw.ShapeError, match="needs shape"):
+        hw.permute_dims(x, (1, 0), out=hw.zeros((2, 3)))
+    with pytest.raises(hw.DTypeError, match="needs dtype float32"):
+        hw.flip(x, out=hw.zeros((2, 3), dtype=hw.float64))
