@@ -1,0 +1,140 @@
+/* Internal interface shared by the Maia emulator's kernels (src/kernels/). Not installed;
+ * the runtime sees only maia_kernels.h. */
+#ifndef MAIA_KERNELS_INTERNAL_H
+#define MAIA_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../maia_kernels.h"
+
+/* Element kinds: how a dtype computes. */
+enum { MK_KIND_BOOL = 0, MK_KIND_SINT = 1, MK_KIND_UINT = 2, MK_KIND_FLOAT = 3 };
+
+/* Kind bit masks (which kinds a kernel accepts). */
+#define MK_B (1u << MK_KIND_BOOL)
+#define MK_I (1u << MK_KIND_SINT)
+#define MK_U (1u << MK_KIND_UINT)
+#define MK_F (1u << MK_KIND_FLOAT)
+
+int mk_dtype_valid(int32_t dt);
+int mk_kind(int32_t dt);
+size_t mk_elsize(int32_t dt);
+int mk_int_bits(int32_t dt); /* width in bits of an integer dtype (8 for bool) */
+const char *mk_dtype_name(int32_t dt);
+
+/* Chunk conversions between a strided array of `dt` (stride in elements) and a contiguous
+ * compute buffer. float buffers hold every float dtype exactly (all are <= 32 bits); int64
+ * buffers hold signed ints sign-extended, unsigned ints zero-extended (uint64 as its bits)
+ * and bools as 0/1. */
+void mk_load_f32(int32_t dt, const void *p, int64_t s, size_t n, float *out);
+void mk_store_f32(int32_t dt, void *p, int64_t s, size_t n, const float *in);
+void mk_load_i64(int32_t dt, const void *p, int64_t s, size_t n, int64_t *out);
+void mk_store_i64(int32_t dt, void *p, int64_t s, size_t n, const int64_t *in);
+void mk_load_bool(int32_t dt, const void *p, int64_t s, size_t n, uint8_t *out); /* != 0 */
+void mk_store_bool(int32_t dt, void *p, int64_t s, size_t n, const uint8_t *in);
+/* float -> integer dtype `dt`, element by element, with the documented defined behaviour for
+ * NaN and out-of-range values (see astype in elementwise.c). */
+void mk_store_f32_as_int(int32_t dt, void *p, int64_t s, size_t n, const float *in);
+int64_t mk_f64_to_int_bits(double x, int32_t dt);
+
+/* ---- the strided N-d iteration core ------------------------------------------------------ */
+
+#define MK_MAX_ITER_OPS (2 * MAIA_MAX_OPERANDS)
+
+/* An iteration over a common shape by up to MK_MAX_ITER_OPS operands, each with its own
+ * element strides (zero for broadcast, negative allowed). mk_iter_init drops size-1
+ * dimensions and merges dimensions that are contiguous for every operand, so a contiguous
+ * operation becomes a single inner loop. */
+typedef struct mk_iter {
+    int nop;
+    int ndim; /* >= 1 after init (a 0-d iteration becomes shape [1]) */
+    int64_t total;
+    int64_t shape[MAIA_MAX_DIMS];
+    int64_t strides[MK_MAX_ITER_OPS][MAIA_MAX_DIMS]; /* elements */
+    size_t elsize[MK_MAX_ITER_OPS];
+    char *base[MK_MAX_ITER_OPS];
+} mk_iter;
+
+/* The inner loop: n elements; ptrs[k] is operand k's first element, strides[k] its stride
+ * in elements along the loop. */
+typedef void (*mk_inner_fn)(void *ctx, size_t n, char **ptrs, const int64_t *strides);
+
+void mk_iter_init(mk_iter *it, int ndim, const int64_t *shape, int nop,
+                  const int64_t *const *strides, char *const *base, const size_t *elsize);
+/* Visit flat (C-order) indices [begin, end) of the iteration. */
+void mk_iter_run(const mk_iter *it, int64_t begin, int64_t end, mk_inner_fn fn, void *ctx);
+/* 1 if, after init, every operand is one contiguous unit-stride run. */
+int mk_iter_contiguous(const mk_iter *it);
+
+/* ---- host threads ------------------------------------------------------------------------ */
+
+typedef void (*mk_range_fn)(void *ctx, int64_t begin, int64_t end);
+/* Split [0, total) into at most `threads` contiguous ranges of at least `grain` items and run
+ * them on host threads (the caller runs one). Falls back to fewer threads if creation fails. */
+void mk_parallel_for(int threads, int64_t total, int64_t grain, mk_range_fn fn, void *ctx);
+
+/* ---- kernel families --------------------------------------------------------------------- */
+
+typedef struct mk_status {
+    int code;
+    char *err;
+    size_t errlen;
+} mk_status;
+
+int mk_fail(mk_status *st, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Unique elements addressed by a view (broadcast dimensions count once). */
+double mk_view_unique(const maia_view *v);
+int64_t mk_view_size(const maia_view *v);
+int mk_same_shape(const maia_view *a, const maia_view *b);
+
+/* Each family validates what it relies on, runs, and fills cost (never NULL here). */
+int mk_elementwise(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_reduction(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *st);
+int mk_nn(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+
+/* Which dtype kinds an op accepts, by family and op id (for maia_kernel_supports). */
+unsigned mk_elementwise_kinds(int op);
+unsigned mk_reduction_kinds(int op);
+unsigned mk_nn_kinds(int op);
+
+/* Elementwise op ids. */
+enum mk_ew_op {
+    /* unary, result in the compute dtype */
+    EW_ABS, EW_NEGATIVE, EW_POSITIVE, EW_CONJ, EW_REAL, EW_IMAG, EW_SIGN, EW_SQUARE, EW_SQRT,
+    EW_EXP, EW_EXPM1, EW_LOG, EW_LOG1P, EW_LOG2, EW_LOG10, EW_SIN, EW_COS, EW_TAN, EW_ASIN,
+    EW_ACOS, EW_ATAN, EW_SINH, EW_COSH, EW_TANH, EW_ASINH, EW_ACOSH, EW_ATANH, EW_RECIPROCAL,
+    EW_FLOOR, EW_CEIL, EW_TRUNC, EW_ROUND, EW_BITWISE_INVERT, EW_LOGICAL_NOT,
+    EW_RELU, EW_GELU, EW_GELU_TANH, EW_SILU,
+    /* unary -> bool */
+    EW_ISNAN, EW_ISINF, EW_ISFINITE, EW_SIGNBIT,
+    /* binary, result in the compute dtype */
+    EW_ADD, EW_SUBTRACT, EW_MULTIPLY, EW_DIVIDE, EW_FLOOR_DIVIDE, EW_REMAINDER, EW_POW,
+    EW_MAXIMUM, EW_MINIMUM, EW_ATAN2, EW_HYPOT, EW_COPYSIGN, EW_LOGADDEXP, EW_NEXTAFTER,
+    EW_LOGICAL_AND, EW_LOGICAL_OR, EW_LOGICAL_XOR, EW_BITWISE_AND, EW_BITWISE_OR,
+    EW_BITWISE_XOR, EW_LEFT_SHIFT, EW_RIGHT_SHIFT,
+    /* binary -> bool */
+    EW_EQUAL, EW_NOT_EQUAL, EW_LESS, EW_LESS_EQUAL, EW_GREATER, EW_GREATER_EQUAL,
+    /* special */
+    EW_WHERE, EW_CLIP, EW_ASTYPE,
+    EW_COUNT
+};
+
+enum mk_red_op {
+    RED_SUM, RED_PROD, RED_MIN, RED_MAX, RED_MEAN, RED_VAR, RED_STD, RED_ARGMIN, RED_ARGMAX,
+    RED_ANY, RED_ALL, RED_COUNT
+};
+
+enum mk_nn_op { NN_SOFTMAX, NN_LOG_SOFTMAX, NN_LAYER_NORM, NN_COUNT };
+
+/* Validation shared by the families. */
+int mk_check_view(const maia_view *v, const char *what, mk_status *st);
+int mk_check_counts(const maia_kernel_call *call, int n_in, int n_out, mk_status *st);
+
+#endif /* MAIA_KERNELS_INTERNAL_H */

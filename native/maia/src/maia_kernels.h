@@ -1,0 +1,119 @@
+/* The boundary between the Maia emulator's runtime (queues, memory, commands) and its
+ * kernels. The runtime resolves buffer handles and offsets into raw pointers and calls
+ * maia_kernel_execute() on a worker thread; kernels never see handles, queues or Python.
+ *
+ * Kernel names, operand order, attribute meanings and results follow hwabstract's kernel
+ * specs (src/hwabstract/kernels/): the core has already validated dtypes and shapes and
+ * broadcast the inputs (zero strides), so a kernel checks only what it relies on for memory
+ * safety and reports anything else as an error string, never by crashing.
+ */
+#ifndef MAIA_KERNELS_H
+#define MAIA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MAIA_MAX_DIMS 32
+#define MAIA_MAX_OPERANDS 4
+
+/* Element types. The numbering is part of the binary interface with the Python binding. */
+typedef enum maia_dtype {
+    MAIA_BOOL = 0,
+    MAIA_INT8 = 1,
+    MAIA_INT16 = 2,
+    MAIA_INT32 = 3,
+    MAIA_INT64 = 4,
+    MAIA_UINT8 = 5,
+    MAIA_UINT16 = 6,
+    MAIA_UINT32 = 7,
+    MAIA_UINT64 = 8,
+    MAIA_FLOAT8_E4M3FN = 9,
+    MAIA_FLOAT8_E5M2 = 10,
+    MAIA_BFLOAT16 = 11,
+    MAIA_FLOAT16 = 12,
+    MAIA_FLOAT32 = 13,
+    MAIA_DTYPE_COUNT = 14
+} maia_dtype;
+
+/* A strided view: `data` points at element (0, ..., 0); strides are in elements and may be
+ * zero (broadcast) or negative. */
+typedef struct maia_view {
+    void *data;
+    int32_t dtype; /* maia_dtype */
+    int32_t ndim;
+    int64_t shape[MAIA_MAX_DIMS];
+    int64_t strides[MAIA_MAX_DIMS];
+} maia_view;
+
+/* Normalized attributes (the union of what the standard kernels take). */
+typedef struct maia_attrs {
+    uint64_t axes_mask;    /* reductions, layer_norm: bit k set = axis k reduced/normalized */
+    int32_t keepdims;      /* reductions */
+    int32_t axis;          /* softmax, log_softmax: the (non-negative) axis */
+    double eps;            /* layer_norm */
+    double correction;     /* var, std */
+    int32_t approximate;   /* gelu: 0 = erf form, 1 = tanh form */
+    int32_t has_min;       /* clip: inputs are x[, min][, max] */
+    int32_t has_max;
+    int32_t has_weight;    /* layer_norm: inputs are x[, weight][, bias] */
+    int32_t has_bias;
+    int32_t dtype;         /* astype: target dtype; sum/prod: output dtype */
+} maia_attrs;
+
+typedef struct maia_kernel_call {
+    const char *kernel; /* a hwabstract kernel name: "add", "sum", "matmul", ... */
+    int32_t n_inputs;
+    int32_t n_outputs;
+    maia_view inputs[MAIA_MAX_OPERANDS];
+    maia_view outputs[MAIA_MAX_OPERANDS];
+    maia_attrs attrs;
+    int32_t threads; /* host threads the kernel may use (the emulated tiles); >= 1 */
+} maia_kernel_call;
+
+/* What a kernel did, for the performance model. */
+typedef struct maia_kernel_cost {
+    double flops;        /* arithmetic operations */
+    double bytes_moved;  /* bytes read + written */
+    int32_t compute_dtype;
+} maia_kernel_cost;
+
+/* Status codes of maia_kernel_execute. */
+enum {
+    MAIA_KERNEL_OK = 0,
+    MAIA_KERNEL_UNKNOWN = 1,     /* no kernel of that name */
+    MAIA_KERNEL_UNSUPPORTED = 2, /* the kernel exists but not for these dtypes */
+    MAIA_KERNEL_INVALID = 3      /* operands inconsistent with the kernel (shape, count) */
+};
+
+/* Run one kernel to completion on the calling thread (it may fan out to `threads` host
+ * threads internally). On failure returns a non-zero status and writes a message into
+ * err[0..errlen). Never aborts the process on bad input. */
+int maia_kernel_execute(const maia_kernel_call *call, maia_kernel_cost *cost, char *err,
+                        size_t errlen);
+
+/* 1 if `kernel` is implemented for compute dtype `dtype` (its capability manifest). */
+int maia_kernel_supports(const char *kernel, int32_t dtype);
+
+/* The names of all kernels implemented, NULL-terminated. */
+const char *const *maia_kernel_names(void);
+
+/* Element-format conversions used by the kernels, exposed for tests: round to nearest even;
+ * float8_e4m3fn has no infinities (overflow gives NaN, as ml_dtypes does), float8_e5m2 and
+ * the 16-bit formats overflow to infinity. */
+float maia_bf16_to_f32(uint16_t v);
+uint16_t maia_f32_to_bf16(float f);
+float maia_f16_to_f32(uint16_t v);
+uint16_t maia_f32_to_f16(float f);
+float maia_f8e4m3_to_f32(uint8_t v);
+uint8_t maia_f32_to_f8e4m3(float f);
+float maia_f8e5m2_to_f32(uint8_t v);
+uint8_t maia_f32_to_f8e5m2(float f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MAIA_KERNELS_H */
