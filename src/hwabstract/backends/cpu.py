@@ -299,7 +299,7 @@ def _view(op: Operand) -> np.ndarray:
     """A NumPy view of an operand for a queued command, cached on its buffer (the same
     operands recur launch after launch, and building a view costs microseconds)."""
     views = op.buffer.views
-    key = (op.dtype, op.shape, op.strides, op.offset)
+    key = (op.dtype.name, op.shape, op.strides, op.offset)
     view = views.get(key)
     if view is None:
         if len(views) >= 16:
