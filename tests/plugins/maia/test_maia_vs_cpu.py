@@ -1,0 +1,120 @@
+"""Every elementwise kernel Maia declares, for every dtype it declares it for, agrees with the
+cpu reference backend (whose own results are checked against independently computed values
+in tests/kernels/). Ordinary values over each kernel's domain, and the IEEE special values.
+
+Tolerance: integers and bools exactly; floats within 4 ulps for float32 and 1 ulp for the
+8/16-bit formats (both sides compute those in float32 and round once), NaN where the
+reference has NaN, infinities equal.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+pytest.importorskip("hwabstract_maia", reason="hwabstract-maia is not installed")
+
+import hwabstract as hw
+from hwabstract.dtypes import DType
+from hwabstract.kernels import all_specs
+
+ULPS = {"float32": 4, "float16": 1, "bfloat16": 1, "float8_e4m3fn": 1, "float8_e5m2": 1}
+
+#: (low, high) of the inputs, per kernel, where the default (-4, 4) leaves the domain
+DOMAIN: dict[str, tuple[float, float]] = {
+    "log": (0.1, 4), "log2": (0.1, 4), "log10": (0.1, 4), "sqrt": (0.0, 4),
+    "log1p": (-0.9, 4), "acosh": (1.1, 4), "asin": (-0.9, 0.9), "acos": (-0.9, 0.9),
+    "atanh": (-0.9, 0.9), "tan": (-1.2, 1.2), "reciprocal": (0.25, 4),
+}  # fmt: skip
+NONZERO_SECOND = {"divide", "floor_divide", "remainder"}
+
+
+def maia() -> hw.Device:
+    return hw.device("maia:0")
+
+
+def declared() -> list[tuple[str, DType]]:
+    caps = maia().capabilities
+    pairs = []
+    for spec in all_specs():
+        if spec.category != "elementwise" or spec.name in ("where", "clip", "astype"):
+            continue
+        pairs += [(spec.name, d) for d in sorted(caps.kernels.get(spec.name, ()), key=str)]
+    return pairs
+
+
+def sample(name: str, dtype: DType, shape: tuple[int, ...], rng: np.random.Generator,
+           second: bool = False) -> np.ndarray:  # fmt: skip
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    low, high = DOMAIN.get(name, (-4.0, 4.0))
+    if name == "pow":
+        low, high = (0.5, 2.0) if not second else (-2.0, 2.0)
+        if dtype.kind in "iu":
+            low, high = (0, 3) if (second or dtype.kind == "u") else (-3, 3)
+    if name.startswith("bitwise_") and name.endswith("shift") and second:
+        low, high = 0, 6
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype.numpy_dtype)
+        lo, hi = max(int(low), int(info.min)), min(int(high), int(info.max))
+        values = rng.integers(lo, hi + 1, size=shape)
+        if second and name in NONZERO_SECOND:
+            values = np.where(values == 0, 1, values)
+        return values.astype(dtype.numpy_dtype)
+    values = rng.uniform(low, high, size=shape)
+    if second and name in NONZERO_SECOND:
+        values = np.where(np.abs(values) < 0.25, 0.25, values)
+    return values.astype(np.float32).astype(dtype.numpy_dtype)
+
+
+def specials(dtype: DType) -> np.ndarray:
+    values = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5, -2.5]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.array(values, dtype=np.float64).astype(dtype.numpy_dtype)
+
+
+def run(name: str, arrays: list[np.ndarray], device: hw.Device) -> np.ndarray:
+    tensors = [hw.asarray(a, device=device) for a in arrays]
+    return getattr(hw, name)(*tensors).numpy()
+
+
+def assert_agree(actual: np.ndarray, expected: np.ndarray, context: Any) -> None:
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, context
+    kind = hw.dtypes.dtype(expected.dtype).kind
+    if kind in "biu":
+        assert np.array_equal(actual, expected), f"{context}\n{actual!r}\n{expected!r}"
+        return
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    report = f"{context}\nmaia: {actual!r}\ncpu:  {expected!r}"
+    assert np.array_equal(np.isnan(a), np.isnan(e)), f"NaN mismatch: {report}"
+    inf = np.isinf(a) | np.isinf(e)
+    assert np.array_equal(a[inf], e[inf]), f"infinity mismatch: {report}"
+    ok = ~np.isnan(e) & ~inf
+    info = ml_dtypes.finfo(expected.dtype)
+    ulp = np.maximum(np.abs(e[ok]), float(info.smallest_normal)) * float(info.eps)
+    limit = ULPS[hw.dtypes.dtype(expected.dtype).name]
+    err = np.abs(a[ok] - e[ok])
+    assert (err <= limit * ulp).all(), f"off by more than {limit} ulp(s): {report}"
+
+
+@pytest.mark.parametrize(("name", "dtype"), declared(), ids=lambda v: str(v))
+def test_ordinary_values_agree_with_the_cpu_reference(name: str, dtype: DType) -> None:
+    rng = np.random.default_rng(zlib.crc32(f"{name}/{dtype.name}".encode()))  # reproducible
+    nin = len(hw.kernels.get_spec(name).inputs)
+    arrays = [sample(name, dtype, (3, 17), rng, second=i == 1) for i in range(nin)]
+    assert_agree(run(name, arrays, maia()), run(name, arrays, hw.device("cpu")), arrays)
+
+
+FLOAT_PAIRS = [(n, d) for n, d in declared() if d.kind == "f"]
+
+
+@pytest.mark.parametrize(("name", "dtype"), FLOAT_PAIRS, ids=lambda v: str(v))
+def test_special_values_agree_with_the_cpu_reference(name: str, dtype: DType) -> None:
+    s = specials(dtype)
+    nin = len(hw.kernels.get_spec(name).inputs)
+    arrays = [s] if nin == 1 else [np.repeat(s, s.size), np.tile(s, s.size)]
+    assert_agree(run(name, arrays, maia()), run(name, arrays, hw.device("cpu")), arrays)
