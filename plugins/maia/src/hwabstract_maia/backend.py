@@ -90,7 +90,7 @@ def _load() -> tuple[Any, Any]:
     global _ffi, _lib
     with _lock:
         if _lib is None:
-            from . import _maia  # the compiled cffi module
+            from . import _maia  # type: ignore[attr-defined]  # compiled by cffi at install
 
             lib = _maia.lib
             if not lib.maia_is_initialized():
@@ -108,6 +108,32 @@ def _load() -> tuple[Any, Any]:
 
 def _status_name(lib: Any, ffi: Any, status: int) -> str:
     return ffi.string(lib.maia_status_name(status)).decode()
+
+
+#: maia_launch's operand limit (MAIA_MAX_OPERANDS in maia_kernels.h).
+_MAX_OPERANDS = 4
+#: Kernel names as the bytes maia_launch takes, encoded once each.
+_KERNEL_NAMES: dict[str, bytes] = {}
+#: Per-thread operand arrays that launches refill: maia_launch copies the views it is given
+#: before returning, so they can be reused by the next launch on the same thread.
+_scratch = threading.local()
+
+
+def _launch_views(n_inputs: int, n_outputs: int) -> tuple[Any, Any]:
+    """View arrays for a launch with ``n_inputs`` and ``n_outputs`` operands."""
+    if n_inputs > _MAX_OPERANDS or n_outputs > _MAX_OPERANDS:
+        # more than libmaia accepts: fresh arrays, and maia_launch reports the error
+        return (
+            _ffi.new("maia_buffer_view[]", max(1, n_inputs)),
+            _ffi.new("maia_buffer_view[]", max(1, n_outputs)),
+        )
+    views = getattr(_scratch, "views", None)
+    if views is None:
+        views = _scratch.views = (
+            _ffi.new("maia_buffer_view[]", _MAX_OPERANDS),
+            _ffi.new("maia_buffer_view[]", _MAX_OPERANDS),
+        )
+    return views
 
 
 class MaiaBuffer:
@@ -528,12 +554,25 @@ class MaiaBackend(Backend):
         attributes: Mapping[str, Any],
     ) -> None:
         handle = self._live(stream)
-        ins = _ffi.new("maia_buffer_view[]", max(1, len(inputs)))
+        ins, outs = _launch_views(len(inputs), len(outputs))
+        fill = self._fill_view
         for i, op in enumerate(inputs):
-            self._fill_view(ins[i], op)
-        outs = _ffi.new("maia_buffer_view[]", max(1, len(outputs)))
+            fill(ins[i], op)
         for i, op in enumerate(outputs):
-            self._fill_view(outs[i], op)
+            fill(outs[i], op)
+        # most launches have no attributes: libmaia reads NULL as all-zero attributes
+        attrs = self._attrs(attributes) if attributes else _ffi.NULL
+        name = _KERNEL_NAMES.get(kernel)
+        if name is None:
+            name = kernel.encode()
+            if len(_KERNEL_NAMES) < 4096:  # kernel names are a small set; stay bounded
+                _KERNEL_NAMES[kernel] = name
+        status = _lib.maia_launch(handle, name, ins, len(inputs), outs, len(outputs), attrs)
+        if status != _OK:
+            self._check(status, f"launch of kernel {kernel!r}", stream.device, KernelError)
+
+    @staticmethod
+    def _attrs(attributes: Mapping[str, Any]) -> Any:
         attrs = _ffi.new("maia_attrs *")
         for key, value in attributes.items():
             if key == "axes":
@@ -552,13 +591,10 @@ class MaiaBackend(Backend):
             elif key == "approximate":
                 attrs.approximate = 1 if value == "tanh" else 0
             elif key == "dtype" and value is not None:
-                code = DTYPE_CODES.get(getattr(value, "name", None))
+                code = DTYPE_CODES.get(str(getattr(value, "name", "")))
                 if code is None:
                     raise UnsupportedError(
                         f"dtype:{value}", f"maia has no dtype {value}; pick one of its dtypes"
                     )
                 attrs.dtype = code
-        status = _lib.maia_launch(
-            handle, kernel.encode(), ins, len(inputs), outs, len(outputs), attrs
-        )
-        self._check(status, f"launch of kernel {kernel!r}", stream.device, KernelError)
+        return attrs
