@@ -271,6 +271,61 @@ maia_status maia_fault_fail_kernel(int32_t device, const char *kernel);
  * (0 = none). Env: HWABSTRACT_MAIA_QUEUE_DELAY_US (every new queue). */
 maia_status maia_fault_queue_delay(uint64_t queue, uint32_t us);
 
+/* ---- timeline trace ------------------------------------------------------------------- *
+ * Each device keeps a ring buffer of the commands its queues executed, one entry per command,
+ * written by the queue's worker when the command finishes (under a lock of the trace alone,
+ * never the queue's or the allocator's). Capacity: env HWABSTRACT_MAIA_TRACE_EVENTS (default
+ * 4096 entries per device; 0 = off), changed at run time with maia_trace_set_capacity. When the
+ * ring is full the oldest entry is overwritten and counted as dropped. */
+
+#define MAIA_TRACE_DEFAULT_EVENTS 4096
+#define MAIA_TRACE_MAX_EVENTS (1u << 24)
+
+typedef enum maia_trace_kind {
+    MAIA_TRACE_KERNEL = 0,   /* name: the kernel's */
+    MAIA_TRACE_COPY_H2D = 1, /* "copy h2d" */
+    MAIA_TRACE_COPY_D2H = 2, /* "copy d2h" */
+    MAIA_TRACE_COPY_D2D = 3, /* "copy d2d" (peer: src_device != device) */
+    MAIA_TRACE_WAIT = 4,     /* "wait" */
+    MAIA_TRACE_EVENT = 5     /* "event" (an event record) */
+} maia_trace_kind;
+
+typedef struct maia_trace_entry {
+    uint64_t queue;               /* the queue's handle (may be released since) */
+    uint64_t sequence;            /* the command's sequence number on its queue (1, 2, ...) */
+    uint64_t modeled_start_ps;    /* the queue's modeled clock when the command started */
+    uint64_t modeled_duration_ps; /* modeled duration; for a wait, how far it moved the clock */
+    int64_t wall_start_ns;        /* CLOCK_MONOTONIC when the worker started executing it */
+    uint64_t wall_duration_ns;    /* host wall time spent executing it */
+    uint64_t bytes;               /* copies: bytes copied; kernels: bytes moved (model); else 0 */
+    double flops;                 /* kernels: arithmetic operations (model); else 0 */
+    int32_t device;
+    int32_t queue_index;          /* per-device queue number (maia_queue_info.index) */
+    int32_t kind;                 /* maia_trace_kind */
+    int32_t status;               /* MAIA_OK, or MAIA_ERROR_KERNEL_FAILED if it failed */
+    int32_t src_device;           /* copy d2d: the source's device; else == device */
+    int32_t reserved;
+    char name[MAIA_MAX_KERNEL_NAME + 1]; /* kernel name, "copy h2d", ..., "wait", "event" */
+} maia_trace_entry;
+
+typedef struct maia_trace_info {
+    uint64_t capacity; /* ring size in entries; 0 = not recording */
+    uint64_t held;     /* entries in the ring now */
+    uint64_t recorded; /* entries written since the last clear */
+    uint64_t dropped;  /* entries overwritten (lost) since the last clear */
+} maia_trace_info;
+
+/* Resize the ring of `device` (0 stops recording). Clears what it held. */
+maia_status maia_trace_set_capacity(int32_t device, uint64_t entries);
+maia_status maia_trace_get_info(int32_t device, maia_trace_info *info);
+/* Forget the entries held and reset the recorded/dropped counts. */
+maia_status maia_trace_clear(int32_t device);
+/* Copy up to `capacity` held entries into `out`, oldest first (per queue: in sequence order);
+ * *count = entries copied, *dropped = entries lost to wraparound since the last clear (either
+ * pointer may be NULL). Does not remove them. out may be NULL when capacity is 0. */
+maia_status maia_trace_read(int32_t device, maia_trace_entry *out, uint64_t capacity,
+                            uint64_t *count, uint64_t *dropped);
+
 #ifdef __cplusplus
 }
 #endif

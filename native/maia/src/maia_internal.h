@@ -86,6 +86,11 @@ typedef struct device {
     /* queues of this device (under mu) */
     queue **queues;
     int nqueues, creating, queue_serial; /* queues has room for max_queues_per_device */
+    /* timeline trace: a ring of trace_cap entries (trace.c), under trace_mu only */
+    pthread_mutex_t trace_mu;
+    maia_trace_entry *trace;
+    uint64_t trace_cap, trace_start, trace_held, trace_recorded, trace_dropped;
+    atomic_uint_least64_t trace_on; /* mirrors trace_cap != 0: workers skip the lock when off */
     /* counters */
     atomic_uint_least64_t commands, kernels, copies, bytes_copied, failed, modeled_busy_ps,
         wall_busy_ns;
@@ -126,5 +131,11 @@ int64_t shape_elements(int32_t ndim, const int64_t *shape);
 /* queue.c */
 void queues_shutdown_all(runtime *rt, uint64_t *nqueues, uint64_t *nevents);
 uint64_t model_ps(double ns);
+
+/* trace.c */
+maia_status trace_init(device *d, uint64_t capacity);
+void trace_destroy(device *d);
+/* Append one entry (called by a worker after the command ran). */
+void trace_push(device *d, const maia_trace_entry *e);
 
 #endif /* MAIA_INTERNAL_H */

@@ -50,6 +50,7 @@ typedef struct cmd {
     int nblocks;
     uint64_t bytes;
     int link; /* 0 host link, 1 HBM, 2 peer */
+    int src_device; /* copy d2d: the source's device */
     void *staging;
     event *ev;
     int inject_fault;
@@ -277,11 +278,24 @@ static void queue_fail(queue *q, const cmd *c, const char *what, const char *det
     qerror_unref(e);
 }
 
-static void execute(queue *q, cmd *c) {
+/* Run one command and advance the queue's modeled clock. When `t` is not NULL it receives the
+ * command's trace entry, less the wall times (the caller's). */
+static void execute(queue *q, cmd *c, maia_trace_entry *t) {
     device *d = q->dev;
     const maia_perf_model *m = &g_rt->model;
     uint64_t clock = atomic_load(&q->clock_ps);
+    uint64_t start = clock;
     double dur_ns = 0.0;
+    static const char *const copy_names[] = {"copy h2d", "copy h2d", "copy d2h", "copy d2d"};
+    static const int copy_kinds[] = {MAIA_TRACE_COPY_H2D, MAIA_TRACE_COPY_H2D,
+                                     MAIA_TRACE_COPY_D2H, MAIA_TRACE_COPY_D2D};
+    if (t) {
+        t->queue = q->handle;
+        t->sequence = c->seq;
+        t->device = t->src_device = d->index;
+        t->queue_index = q->index;
+        t->status = MAIA_OK;
+    }
     switch (c->kind) {
     case C_H2D:
     case C_D2H:
@@ -290,15 +304,23 @@ static void execute(queue *q, cmd *c) {
         /* fallthrough */
     case C_H2D_DONE:
         dur_ns = model_copy_ns(m, c->bytes, c->link);
+        if (t) {
+            t->kind = copy_kinds[c->kind];
+            snprintf(t->name, sizeof t->name, "%s", copy_names[c->kind]);
+            t->bytes = c->bytes;
+            if (c->link == 2) t->src_device = c->src_device;
+        }
         atomic_fetch_add(&d->copies, 1);
         atomic_fetch_add(&d->bytes_copied, c->bytes);
         break;
     case C_KERNEL: {
         maia_kernel_cost cost = {0, 0, MAIA_FLOAT32};
+        int failed = 0;
         char err[512] = "";
         char what[MAIA_MAX_KERNEL_NAME + 16];
         snprintf(what, sizeof what, "kernel '%s'", c->u.call.kernel);
         if (c->inject_fault) {
+            failed = 1;
             queue_fail(q, c, what, "injected fault");
         } else {
             int rc = maia_kernel_execute(&c->u.call, &cost, err, sizeof err);
@@ -312,10 +334,18 @@ static void execute(queue *q, cmd *c) {
                          err[0] ? err : "(no message)");
                 queue_fail(q, c, what, detail);
                 memset(&cost, 0, sizeof cost);
+                failed = 1;
             }
         }
         dur_ns = model_kernel_ns(m, &cost);
         atomic_fetch_add(&d->kernels, 1);
+        if (t) {
+            t->kind = MAIA_TRACE_KERNEL;
+            snprintf(t->name, sizeof t->name, "%s", c->u.call.kernel);
+            t->flops = cost.flops;
+            t->bytes = cost.bytes_moved > 0 ? (uint64_t)cost.bytes_moved : 0;
+            t->status = failed ? MAIA_ERROR_KERNEL_FAILED : MAIA_OK;
+        }
         break;
     }
     case C_RECORD: {
@@ -327,21 +357,33 @@ static void execute(queue *q, cmd *c) {
         }
         pthread_mutex_unlock(&q->mu);
         event_signal(c->ev, now_ns(), clock, e);
+        if (t) {
+            t->kind = MAIA_TRACE_EVENT;
+            snprintf(t->name, sizeof t->name, "event");
+        }
         break;
     }
     case C_WAIT: {
         event *ev = c->ev;
         pthread_mutex_lock(&ev->mu);
         while (!ev->done) pthread_cond_wait(&ev->cv, &ev->mu);
-        uint64_t t = ev->modeled_ps;
+        uint64_t reached = ev->modeled_ps;
         pthread_mutex_unlock(&ev->mu);
-        if (t > clock) clock = t; /* a wait takes the max of the two timelines */
+        if (reached > clock) clock = reached; /* a wait takes the max of the two timelines */
         break;
     }
     }
     uint64_t dur = model_ps(dur_ns);
     atomic_store(&q->clock_ps, clock + dur);
     atomic_fetch_add(&d->modeled_busy_ps, dur);
+    if (t) {
+        if (c->kind == C_WAIT) {
+            t->kind = MAIA_TRACE_WAIT;
+            snprintf(t->name, sizeof t->name, "wait");
+        }
+        t->modeled_start_ps = start;
+        t->modeled_duration_ps = clock + dur - start; /* a wait: how far it moved the clock */
+    }
 }
 
 static void cmd_free(cmd *c) {
@@ -377,10 +419,19 @@ static void *worker_main(void *arg) {
             }
         }
         int64_t t0 = now_ns();
-        execute(q, c);
+        maia_trace_entry te;
+        int tracing = (int)atomic_load_explicit(&d->trace_on, memory_order_relaxed);
+        if (tracing) memset(&te, 0, sizeof te);
+        execute(q, c, tracing ? &te : NULL);
         uint64_t seq = c->seq;
         cmd_free(c); /* releases block references before completion is visible */
-        atomic_fetch_add(&d->wall_busy_ns, (uint64_t)(now_ns() - t0));
+        int64_t t1 = now_ns();
+        atomic_fetch_add(&d->wall_busy_ns, (uint64_t)(t1 - t0));
+        if (tracing) {
+            te.wall_start_ns = t0;
+            te.wall_duration_ns = (uint64_t)(t1 - t0);
+            trace_push(d, &te); /* before completion is visible: a synchronize sees it */
+        }
         atomic_fetch_add(&d->commands, 1);
 
         atomic_store(&q->completed, seq);
@@ -805,7 +856,8 @@ maia_status maia_copy_d2d(uint64_t qh, const maia_buffer_view *dst, const maia_b
     view_byte_strides(dst, cd->dstride);
     view_byte_strides(src, cd->sstride);
     c->bytes = dn;
-    c->link = handle_device(src->buffer) == q->dev->index ? 1 : 2;
+    c->src_device = handle_device(src->buffer);
+    c->link = c->src_device == q->dev->index ? 1 : 2;
     submit(q, c);
     q_release(q);
     return MAIA_OK;

@@ -175,6 +175,7 @@ int maia_is_initialized(void) { return g_rt != NULL; }
 
 static void device_destroy(device *d, uint64_t *live, uint64_t *bytes) {
     dev_memory_destroy(d, live, bytes);
+    trace_destroy(d);
     free(d->queues);
     pthread_mutex_destroy(&d->mu);
 }
@@ -189,7 +190,7 @@ maia_status maia_init(const maia_config *cfg_in) {
     if (cfg_in) cfg = *cfg_in;
     maia_status st = MAIA_OK;
     bool set;
-    uint64_t v, fail_alloc = 0, delay_us = 0;
+    uint64_t v, fail_alloc = 0, delay_us = 0, trace_events = MAIA_TRACE_DEFAULT_EVENTS;
     const char *fail_kernel = NULL;
     if (cfg.device_count < 0 || cfg.device_count > MAX_DEVICES || cfg.kernel_threads < 0 ||
         cfg.max_queues_per_device < 0 ||
@@ -208,6 +209,8 @@ maia_status maia_init(const maia_config *cfg_in) {
         if (set && !cfg.kernel_threads) cfg.kernel_threads = (int32_t)v;
         if ((st = env_u64("HWABSTRACT_MAIA_FAIL_ALLOC", false, 0, UINT64_MAX, &set, &fail_alloc))) goto fail_unlock;
         if ((st = env_u64("HWABSTRACT_MAIA_QUEUE_DELAY_US", false, 0, 60000000, &set, &delay_us))) goto fail_unlock;
+        if ((st = env_u64("HWABSTRACT_MAIA_TRACE_EVENTS", false, 0, MAIA_TRACE_MAX_EVENTS, &set, &v))) goto fail_unlock;
+        if (set) trace_events = v;
         fail_kernel = getenv("HWABSTRACT_MAIA_FAIL_KERNEL");
         if (fail_kernel && (!*fail_kernel || strlen(fail_kernel) > MAIA_MAX_KERNEL_NAME)) {
             st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT,
@@ -253,6 +256,10 @@ maia_status maia_init(const maia_config *cfg_in) {
         d->index = i;
         pthread_mutex_init(&d->mu, NULL);
         st = dev_memory_init(d, cfg.memory_bytes);
+        if (!st) {
+            st = trace_init(d, trace_events);
+            if (st) dev_memory_destroy(d, &v, &v);
+        }
         if (st) {
             pthread_mutex_destroy(&d->mu);
             for (int j = 0; j < i; j++) device_destroy(&rt->devs[j], &v, &v);

@@ -197,6 +197,37 @@ maia_status maia_free(int32_t device, uint64_t buffer);
 maia_status maia_buffer_size(int32_t device, uint64_t buffer, uint64_t *nbytes);
 size_t maia_dtype_size(int32_t dtype);
 
+typedef struct maia_trace_entry {
+    uint64_t queue;
+    uint64_t sequence;
+    uint64_t modeled_start_ps;
+    uint64_t modeled_duration_ps;
+    int64_t wall_start_ns;
+    uint64_t wall_duration_ns;
+    uint64_t bytes;
+    double flops;
+    int32_t device;
+    int32_t queue_index;
+    int32_t kind;
+    int32_t status;
+    int32_t src_device;
+    int32_t reserved;
+    char name[64];
+} maia_trace_entry;
+
+typedef struct maia_trace_info {
+    uint64_t capacity;
+    uint64_t held;
+    uint64_t recorded;
+    uint64_t dropped;
+} maia_trace_info;
+
+maia_status maia_trace_set_capacity(int32_t device, uint64_t entries);
+maia_status maia_trace_get_info(int32_t device, maia_trace_info *info);
+maia_status maia_trace_clear(int32_t device);
+maia_status maia_trace_read(int32_t device, maia_trace_entry *out, uint64_t capacity,
+                            uint64_t *count, uint64_t *dropped);
+
 maia_status maia_queue_create(int32_t device, uint64_t *queue);
 maia_status maia_queue_destroy(uint64_t queue);
 maia_status maia_queue_synchronize(uint64_t queue);

@@ -12,11 +12,13 @@ threads never call into Python):
 
 Environment (read by libmaia when the backend probes): ``HWABSTRACT_MAIA_DEVICES`` (default
 2), ``HWABSTRACT_MAIA_MEMORY`` (emulated HBM per device, default 1 GiB),
-``HWABSTRACT_MAIA_THREADS`` and the fault-injection variables of ``native/maia/README.md``.
+``HWABSTRACT_MAIA_THREADS``, ``HWABSTRACT_MAIA_TRACE_EVENTS`` (the timeline trace ring, see
+``export_trace``) and the fault-injection variables of ``native/maia/README.md``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -487,6 +489,166 @@ class MaiaBackend(Backend):
         if not 0 <= nth < 2**64:
             raise ValueError(f"nth must be a non-negative count, got {nth}")
         self._check(_lib.maia_fault_fail_allocation(self._device(index), nth), "fault", index)
+
+    # -- timeline trace (libmaia's per-device ring of executed commands) ---------------------
+
+    _TRACE_KINDS = ("kernel", "copy", "copy", "copy", "sync", "sync")
+
+    def _devices(self, index: int | None) -> list[int]:
+        return list(range(self._count)) if index is None else [self._device(index)]
+
+    def set_trace_capacity(self, entries: int, index: int | None = None) -> None:
+        """Size the trace ring of device ``index`` (every device when None) to ``entries``
+        commands; 0 stops recording. Clears what was recorded. The initial size comes from
+        ``HWABSTRACT_MAIA_TRACE_EVENTS`` (default 4096)."""
+        if not 0 <= entries < 2**64:
+            raise ValueError(f"entries must be a non-negative count, got {entries}")
+        for i in self._devices(index):
+            self._check(_lib.maia_trace_set_capacity(i, entries), "trace capacity", i)
+
+    def clear_trace(self, index: int | None = None) -> None:
+        """Forget the recorded commands of device ``index`` (every device when None)."""
+        for i in self._devices(index):
+            self._check(_lib.maia_trace_clear(i), "trace clear", i)
+
+    def trace_info(self, index: int) -> dict[str, int]:
+        """The trace ring of device ``index``: capacity, held, recorded and dropped entries."""
+        raw = _ffi.new("maia_trace_info *")
+        self._check(_lib.maia_trace_get_info(self._device(index), raw), "trace info", index)
+        return {k: int(getattr(raw, k)) for k in ("capacity", "held", "recorded", "dropped")}
+
+    def stream_queue_index(self, stream: MaiaStream) -> int:
+        """The per-device queue number of a stream: its ``tid`` in an exported trace."""
+        info = _ffi.new("maia_queue_info *")
+        self._check(_lib.maia_queue_get_info(self._live(stream), info), "queue info", None)
+        return int(info.index)
+
+    def trace_entries(self, index: int | None = None) -> list[dict[str, Any]]:
+        """The commands device ``index`` (every device when None) executed and still holds in
+        its trace ring, oldest first per device, as dicts of libmaia's ``maia_trace_entry``
+        fields (times in picoseconds modeled, nanoseconds wall). Entries appear when a command
+        finishes: synchronize first to see everything submitted."""
+        out: list[dict[str, Any]] = []
+        for i in self._devices(index):
+            held = self.trace_info(i)["held"]
+            if not held:
+                continue
+            buf = _ffi.new("maia_trace_entry[]", held)
+            count = _ffi.new("uint64_t *")
+            dropped = _ffi.new("uint64_t *")
+            self._check(_lib.maia_trace_read(i, buf, held, count, dropped), "trace read", i)
+            for k in range(int(count[0])):
+                e = buf[k]
+                out.append(
+                    {
+                        "device": int(e.device),
+                        "queue": int(e.queue),
+                        "queue_index": int(e.queue_index),
+                        "sequence": int(e.sequence),
+                        "name": _ffi.string(e.name).decode(errors="replace"),
+                        "kind": int(e.kind),
+                        "status": "ok" if e.status == _OK else "failed",
+                        "modeled_start_ps": int(e.modeled_start_ps),
+                        "modeled_duration_ps": int(e.modeled_duration_ps),
+                        "wall_start_ns": int(e.wall_start_ns),
+                        "wall_duration_ns": int(e.wall_duration_ns),
+                        "bytes": int(e.bytes),
+                        "flops": float(e.flops),
+                        "src_device": int(e.src_device),
+                    }
+                )
+        return out
+
+    def export_trace(self, path: Any, *, clock: str = "modeled", index: int | None = None) -> int:
+        """Write the recorded queue timelines as Chrome trace-event JSON (open it in
+        https://ui.perfetto.dev or chrome://tracing) and return the number of commands written.
+
+        One complete event (``"ph": "X"``) per executed command: ``pid`` = device, ``tid`` =
+        queue number, ``name`` = the kernel or "copy h2d" / "copy d2h" / "copy d2d" / "wait" /
+        "event", ``ts`` and ``dur`` in microseconds on ``clock``: ``"modeled"`` (each queue's
+        Maia 200 timeline, starting at 0 when the queue was created) or ``"wall"`` (the host's
+        monotonic clock, from the earliest command written). ``args`` carry the sequence number,
+        bytes, flops, status and the other clock's duration. Device ``index`` only, or every
+        device when None. Reach it as ``device._impl.export_trace(path)``; synchronize first.
+        """
+        if clock not in ("modeled", "wall"):
+            raise ValueError(f"clock must be 'modeled' or 'wall', got {clock!r}")
+        devices = self._devices(index)
+        entries = self.trace_entries(index)
+        wall0 = min((e["wall_start_ns"] for e in entries), default=0)
+        events: list[dict[str, Any]] = []
+        for i in devices:
+            events.append(
+                {
+                    "ph": "M",
+                    "name": "process_name",
+                    "pid": i,
+                    "tid": 0,
+                    "args": {"name": f"maia:{i} (Maia 200, emulated)"},
+                }
+            )
+            events.append(
+                {
+                    "ph": "M",
+                    "name": "process_sort_index",
+                    "pid": i,
+                    "tid": 0,
+                    "args": {"sort_index": i},
+                }
+            )
+        queues = sorted({(e["device"], e["queue_index"]) for e in entries})
+        for dev, q in queues:
+            events.append(
+                {
+                    "ph": "M",
+                    "name": "thread_name",
+                    "pid": dev,
+                    "tid": q,
+                    "args": {"name": f"queue {q}"},
+                }
+            )
+        for e in entries:
+            modeled_us = e["modeled_duration_ps"] / 1e6
+            wall_us = e["wall_duration_ns"] / 1e3
+            if clock == "modeled":
+                ts, dur = e["modeled_start_ps"] / 1e6, modeled_us
+            else:
+                ts, dur = (e["wall_start_ns"] - wall0) / 1e3, wall_us
+            args: dict[str, Any] = {
+                "sequence": e["sequence"],
+                "status": e["status"],
+                "bytes": e["bytes"],
+                "flops": e["flops"],
+                "modeled_us": modeled_us,
+                "wall_us": wall_us,
+            }
+            if e["src_device"] != e["device"]:
+                args["src_device"] = e["src_device"]
+            events.append(
+                {
+                    "name": e["name"],
+                    "cat": self._TRACE_KINDS[e["kind"]] if 0 <= e["kind"] < 6 else "other",
+                    "ph": "X",
+                    "ts": ts,
+                    "dur": dur,
+                    "pid": e["device"],
+                    "tid": e["queue_index"],
+                    "args": args,
+                }
+            )
+        dropped = {f"maia:{i}": self.trace_info(i)["dropped"] for i in devices}
+        doc = {
+            "traceEvents": events,
+            "displayTimeUnit": "ns",
+            "otherData": {
+                "clock": clock,
+                "source": "libmaia (Maia 200 emulator)",
+                "dropped": dropped,
+            },
+        }
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        return len(entries)
 
     # -- data movement -----------------------------------------------------------------------
 
