@@ -102,6 +102,7 @@ typedef struct runtime {
     maia_config cfg;
     maia_perf_model model;
     uint32_t default_delay_us;
+    uint64_t spin_ns; /* HWABSTRACT_MAIA_SPIN_US: how long waits poll before sleeping */
     pthread_mutex_t qmu; /* queue table */
     htable queues;
     pthread_mutex_t emu; /* event table */

@@ -4,9 +4,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "maia_internal.h"
+
+/* A spin-wait hint: lets the sibling hyper-thread run and saves power while polling. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* Recycled command objects kept per queue (each is ~5 KB; see cmd_new). */
+#define CMD_CACHE_MAX 64
 
 /* ---- objects -------------------------------------------------------------------------- */
 
@@ -69,11 +84,15 @@ struct queue {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
     cmd *head, *tail;
-    uint64_t submitted;             /* under mu */
+    atomic_uint_least64_t submitted; /* written under mu; read lock-free by spinners */
     atomic_uint_least64_t completed;
-    int stop;                       /* under mu */
-    int waiters;                    /* under mu */
+    atomic_int stop;                /* written under mu; read lock-free by the spinning worker */
+    atomic_int waiters;             /* written under mu; read lock-free by the worker */
     int worker_idle;                /* under mu: the worker sleeps on cv_work */
+    uint64_t spin_ns;               /* how long waits on this queue poll before sleeping */
+    pthread_mutex_t cache_mu;       /* the command cache */
+    cmd *cache;                     /* recycled commands, at most CMD_CACHE_MAX */
+    int ncache;
     int api_refs;                   /* under g_rt->qmu */
     atomic_uint_least64_t clock_ps; /* modeled timeline, written by the worker */
     atomic_uint delay_us;
@@ -386,17 +405,73 @@ static void execute(queue *q, cmd *c, maia_trace_entry *t) {
     }
 }
 
-static void cmd_free(cmd *c) {
+static void cmd_release_parts(cmd *c) {
     for (int i = 0; i < c->nblocks; i++) mem_release_ref(c->blocks[i]);
     free(c->staging);
     event_unref(c->ev);
+}
+
+static void cmd_free(cmd *c) {
+    cmd_release_parts(c);
     free(c);
+}
+
+/* Release what a command holds and keep the object in the queue's cache (bounded) for the
+ * next cmd_new; every cached object is its own malloc block, freed at queue teardown. */
+static void cmd_recycle(queue *q, cmd *c) {
+    cmd_release_parts(c);
+    pthread_mutex_lock(&q->cache_mu);
+    if (q->ncache < CMD_CACHE_MAX) {
+        c->next = q->cache;
+        q->cache = c;
+        q->ncache++;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&q->cache_mu);
+    free(c);
+}
+
+static void cmd_cache_destroy(queue *q) {
+    cmd *c = q->cache;
+    while (c) {
+        cmd *n = c->next;
+        free(c);
+        c = n;
+    }
+    q->cache = NULL;
+    q->ncache = 0;
+}
+
+/* Poll until *ctr != seen (ne) or *ctr >= seen (!ne), or until `stop` is set, for at most
+ * spin_ns. Returns true when the condition came true. pause between reads, sched_yield now and
+ * then so an oversubscribed host still makes progress. */
+static bool spin_until(const atomic_uint_least64_t *ctr, uint64_t seen, bool ne,
+                       const atomic_int *stop, uint64_t spin_ns) {
+    if (!spin_ns) return false;
+    int64_t deadline = 0;
+    for (unsigned round = 0;; round++) {
+        for (int i = 0; i < 32; i++) {
+            uint64_t v = atomic_load_explicit(ctr, memory_order_acquire);
+            if (ne ? v != seen : v >= seen) return true;
+            if (stop && atomic_load_explicit(stop, memory_order_relaxed)) return false;
+            cpu_relax();
+        }
+        int64_t t = now_ns();
+        if (round == 0) deadline = t + (int64_t)spin_ns;
+        else if (t >= deadline) return false;
+        if ((round & 15) == 15) sched_yield();
+    }
 }
 
 static void *worker_main(void *arg) {
     queue *q = arg;
     device *d = q->dev;
+    uint64_t taken = 0; /* sequence number of the last command dequeued */
     for (;;) {
+        /* Poll the submission counter for a while before sleeping on cv_work, so a command
+         * submitted soon after the last one starts without a wake-up. */
+        if (atomic_load(&q->submitted) == taken && !atomic_load(&q->stop))
+            (void)spin_until(&q->submitted, taken, true, &q->stop, q->spin_ns);
         pthread_mutex_lock(&q->mu);
         while (!q->head && !q->stop) {
             q->worker_idle = 1;
@@ -410,6 +485,7 @@ static void *worker_main(void *arg) {
         }
         q->head = c->next;
         if (!q->head) q->tail = NULL;
+        taken = c->seq;
         pthread_mutex_unlock(&q->mu);
 
         unsigned delay = atomic_load(&q->delay_us);
@@ -424,7 +500,7 @@ static void *worker_main(void *arg) {
         if (tracing) memset(&te, 0, sizeof te);
         execute(q, c, tracing ? &te : NULL);
         uint64_t seq = c->seq;
-        cmd_free(c); /* releases block references before completion is visible */
+        cmd_recycle(q, c); /* releases block references before completion is visible */
         int64_t t1 = now_ns();
         atomic_fetch_add(&d->wall_busy_ns, (uint64_t)(t1 - t0));
         if (tracing) {
@@ -434,10 +510,15 @@ static void *worker_main(void *arg) {
         }
         atomic_fetch_add(&d->commands, 1);
 
+        /* A sleeping waiter increments waiters (under mu) before it checks completed, and
+         * both are seq_cst: either it sees this store or this load sees it, and then the
+         * broadcast under mu cannot fall between its check and its wait. */
         atomic_store(&q->completed, seq);
-        pthread_mutex_lock(&q->mu);
-        if (q->waiters) pthread_cond_broadcast(&q->cv_done);
-        pthread_mutex_unlock(&q->mu);
+        if (atomic_load(&q->waiters)) {
+            pthread_mutex_lock(&q->mu);
+            pthread_cond_broadcast(&q->cv_done);
+            pthread_mutex_unlock(&q->mu);
+        }
     }
     return NULL;
 }
@@ -454,6 +535,7 @@ static void enqueue_locked(queue *q, cmd *c) {
 
 static void wait_completed(queue *q, uint64_t target) {
     if (atomic_load(&q->completed) >= target) return;
+    if (spin_until(&q->completed, target, false, NULL, q->spin_ns)) return;
     pthread_mutex_lock(&q->mu);
     q->waiters++;
     while (atomic_load(&q->completed) < target) pthread_cond_wait(&q->cv_done, &q->mu);
@@ -492,6 +574,11 @@ maia_status maia_queue_create(int32_t index, uint64_t *out) {
     atomic_init(&q->completed, 0);
     atomic_init(&q->clock_ps, 0);
     atomic_init(&q->delay_us, g_rt->default_delay_us);
+    atomic_init(&q->submitted, 0);
+    atomic_init(&q->stop, 0);
+    atomic_init(&q->waiters, 0);
+    q->spin_ns = g_rt->spin_ns;
+    pthread_mutex_init(&q->cache_mu, NULL);
 
     /* reserve a place in d->queues (sized for the maximum) before the slow part */
     pthread_mutex_lock(&d->mu);
@@ -543,6 +630,8 @@ fail:
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv_work);
     pthread_cond_destroy(&q->cv_done);
+    pthread_mutex_destroy(&q->cache_mu);
+    cmd_cache_destroy(q);
     free(q);
     return st;
 }
@@ -566,6 +655,8 @@ static maia_status queue_teardown(queue *q) {
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv_work);
     pthread_cond_destroy(&q->cv_done);
+    cmd_cache_destroy(q);
+    pthread_mutex_destroy(&q->cache_mu);
     free(q);
     return st;
 }
@@ -591,10 +682,7 @@ maia_status maia_queue_synchronize(uint64_t h) {
     queue *q;
     maia_status st = q_acquire(h, &q, "maia_queue_synchronize");
     if (st) return st;
-    pthread_mutex_lock(&q->mu);
-    uint64_t target = q->submitted;
-    pthread_mutex_unlock(&q->mu);
-    wait_completed(q, target);
+    wait_completed(q, atomic_load(&q->submitted));
     st = take_error(q);
     q_release(q);
     return st;
@@ -670,8 +758,17 @@ maia_status maia_device_synchronize(int32_t index) {
 
 /* ---- commands ------------------------------------------------------------------------- */
 
-static cmd *cmd_new(int kind) {
-    cmd *c = malloc(sizeof *c);
+/* A command object: from the queue's cache when it has one (no malloc of ~5 KB per command),
+ * else malloc. Not zeroed beyond the header: the submitting call fills what its kind uses. */
+static cmd *cmd_new(queue *q, int kind) {
+    pthread_mutex_lock(&q->cache_mu);
+    cmd *c = q->cache;
+    if (c) {
+        q->cache = c->next;
+        q->ncache--;
+    }
+    pthread_mutex_unlock(&q->cache_mu);
+    if (!c) c = malloc(sizeof *c);
     if (!c) return NULL;
     c->next = NULL;
     c->kind = kind;
@@ -702,7 +799,7 @@ maia_status maia_copy_h2d(uint64_t qh, const maia_buffer_view *dst, const void *
     queue *q;
     maia_status st = q_acquire(qh, &q, what);
     if (st) return st;
-    cmd *c = cmd_new(C_H2D);
+    cmd *c = cmd_new(q, C_H2D);
     if (!c) {
         q_release(q);
         return host_oom(NULL, what);
@@ -771,7 +868,7 @@ maia_status maia_copy_d2h(uint64_t qh, void *dst, uint64_t nbytes, const maia_bu
     queue *q;
     maia_status st = q_acquire(qh, &q, what);
     if (st) return st;
-    cmd *c = cmd_new(C_D2H);
+    cmd *c = cmd_new(q, C_D2H);
     if (!c) {
         q_release(q);
         return host_oom(NULL, what);
@@ -823,7 +920,7 @@ maia_status maia_copy_d2d(uint64_t qh, const maia_buffer_view *dst, const maia_b
         q_release(q);
         return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "%s: view is NULL", what);
     }
-    cmd *c = cmd_new(C_D2D);
+    cmd *c = cmd_new(q, C_D2D);
     if (!c) {
         q_release(q);
         return host_oom(NULL, what);
@@ -891,7 +988,7 @@ maia_status maia_launch(uint64_t qh, const char *kernel, const maia_buffer_view 
                               "%s: needs a kernel name of 1..%d chars and 0..%d inputs and "
                               "outputs", what, MAIA_MAX_KERNEL_NAME, MAIA_MAX_OPERANDS);
     }
-    cmd *c = cmd_new(C_KERNEL);
+    cmd *c = cmd_new(q, C_KERNEL);
     if (!c) {
         q_release(q);
         return host_oom(NULL, what);
@@ -949,7 +1046,7 @@ maia_status maia_event_record(uint64_t qh, uint64_t *out) {
     maia_status st = q_acquire(qh, &q, what);
     if (st) return st;
     event *ev = event_new(0);
-    cmd *c = cmd_new(C_RECORD);
+    cmd *c = cmd_new(q, C_RECORD);
     if (!ev || !c) {
         free(c);
         if (ev) event_unref(ev);
@@ -1021,7 +1118,7 @@ maia_status maia_queue_wait_event(uint64_t qh, uint64_t eh) {
         q_release(q);
         return st;
     }
-    cmd *c = cmd_new(C_WAIT);
+    cmd *c = cmd_new(q, C_WAIT);
     if (!c) {
         event_unref(ev);
         q_release(q);
@@ -1046,6 +1143,19 @@ maia_status maia_event_synchronize(uint64_t h) {
     event *ev;
     maia_status st = ev_acquire(h, &ev, "maia_event_synchronize");
     if (st) return st;
+    /* poll briefly before sleeping on the event's condition variable */
+    if (!atomic_load(&ev->done_fast)) {
+        int64_t deadline = 0;
+        uint64_t spin_ns = g_rt->spin_ns;
+        for (unsigned round = 0; spin_ns && !atomic_load(&ev->done_fast); round++) {
+            for (int i = 0; i < 32 && !atomic_load_explicit(&ev->done_fast, memory_order_relaxed); i++)
+                cpu_relax();
+            int64_t t = now_ns();
+            if (round == 0) deadline = t + (int64_t)spin_ns;
+            else if (t >= deadline) break;
+            if ((round & 15) == 15) sched_yield();
+        }
+    }
     pthread_mutex_lock(&ev->mu);
     while (!ev->done) pthread_cond_wait(&ev->cv, &ev->mu);
     qerror *e = ev->err;

@@ -154,6 +154,10 @@ static maia_status env_u64(const char *name, bool suffix, uint64_t lo, uint64_t 
 #define MAX_DEVICES 64
 #define MIN_MEMORY (1ull << 20)
 #define MAX_MEMORY (1ull << 46)
+/* Waits (a queue's worker for work, synchronize for completion) poll this long before they
+ * sleep on a condition variable; 0 = never poll. */
+#define MAIA_DEFAULT_SPIN_US 50
+#define MAX_SPIN_US 1000000
 
 runtime *rt_get(void) {
     runtime *rt = g_rt;
@@ -191,6 +195,7 @@ maia_status maia_init(const maia_config *cfg_in) {
     maia_status st = MAIA_OK;
     bool set;
     uint64_t v, fail_alloc = 0, delay_us = 0, trace_events = MAIA_TRACE_DEFAULT_EVENTS;
+    uint64_t spin_us = MAIA_DEFAULT_SPIN_US;
     const char *fail_kernel = NULL;
     if (cfg.device_count < 0 || cfg.device_count > MAX_DEVICES || cfg.kernel_threads < 0 ||
         cfg.max_queues_per_device < 0 ||
@@ -211,6 +216,8 @@ maia_status maia_init(const maia_config *cfg_in) {
         if ((st = env_u64("HWABSTRACT_MAIA_QUEUE_DELAY_US", false, 0, 60000000, &set, &delay_us))) goto fail_unlock;
         if ((st = env_u64("HWABSTRACT_MAIA_TRACE_EVENTS", false, 0, MAIA_TRACE_MAX_EVENTS, &set, &v))) goto fail_unlock;
         if (set) trace_events = v;
+        if ((st = env_u64("HWABSTRACT_MAIA_SPIN_US", false, 0, MAX_SPIN_US, &set, &v))) goto fail_unlock;
+        if (set) spin_us = v;
         fail_kernel = getenv("HWABSTRACT_MAIA_FAIL_KERNEL");
         if (fail_kernel && (!*fail_kernel || strlen(fail_kernel) > MAIA_MAX_KERNEL_NAME)) {
             st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT,
@@ -234,6 +241,7 @@ maia_status maia_init(const maia_config *cfg_in) {
     }
     rt->cfg = cfg;
     rt->default_delay_us = (uint32_t)delay_us;
+    rt->spin_ns = spin_us * 1000u;
     default_model(&rt->model);
     pthread_mutex_init(&rt->qmu, NULL);
     pthread_mutex_init(&rt->emu, NULL);

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "runtime_check.h"
 
@@ -732,6 +733,69 @@ static void test_performance_model(void) {
     RT_DOWN();
 }
 
+/* HWABSTRACT_MAIA_SPIN_US: never poll, poll briefly, poll long; every wait path (worker
+ * idle, queue synchronize, event synchronize, a queue waiting on a user event) stays correct,
+ * and more commands in flight than the per-queue command cache holds are freed at shutdown. */
+static void test_spin_settings(void) {
+    static const char *const spins[] = {"0", "1", "200"};
+    enum { N = 64 };
+    float out[N];
+    for (size_t k = 0; k < sizeof spins / sizeof spins[0]; k++) {
+        setenv("HWABSTRACT_MAIA_SPIN_US", spins[k], 1);
+        maia_config cfg = {0};
+        cfg.device_count = 1;
+        cfg.memory_bytes = 4u << 20;
+        cfg.kernel_threads = 1;
+        CHECK_OK(maia_init(&cfg));
+        uint64_t q, q2, b, ev, u;
+        CHECK_OK(maia_queue_create(0, &q));
+        CHECK_OK(maia_queue_create(0, &q2));
+        CHECK_OK(maia_malloc(0, N * 4, &b));
+        maia_buffer_view v = view1(b, MAIA_FLOAT32, N, 0);
+        for (int i = 0; i < 50; i++) { /* round trips, some after the worker went to sleep */
+            launch_fill(q, b, N, (double)i);
+            if (i % 10 == 9) usleep(300);
+            CHECK_OK(maia_queue_synchronize(q));
+        }
+        CHECK_OK(maia_copy_d2h(q, out, sizeof out, &v));
+        CHECK_OK(maia_event_record(q, &ev));
+        CHECK_OK(maia_event_synchronize(ev));
+        CHECK(all_equal(out, N, 49.0f));
+        CHECK_OK(maia_event_destroy(ev));
+        /* many commands in flight (more than the cache keeps), then drained */
+        CHECK_OK(maia_fault_queue_delay(q, 20));
+        for (int i = 0; i < 150; i++) launch_fill(q, b, N, (double)i);
+        CHECK_OK(maia_fault_queue_delay(q, 0));
+        CHECK_OK(maia_event_record(q, &ev));
+        CHECK_OK(maia_event_synchronize(ev)); /* long wait: polls, then sleeps */
+        CHECK_OK(maia_event_destroy(ev));
+        /* a queue blocked on a user event, released later from this thread */
+        CHECK_OK(maia_user_event_create(&u));
+        CHECK_OK(maia_queue_wait_event(q2, u));
+        launch_fill(q2, b, N, 5.0);
+        usleep(2000);
+        CHECK_ST(maia_queue_query(q2), MAIA_NOT_READY);
+        CHECK_OK(maia_user_event_signal(u));
+        CHECK_OK(maia_queue_synchronize(q2));
+        memset(out, 0, sizeof out);
+        CHECK_OK(maia_copy_d2h(q2, out, sizeof out, &v));
+        CHECK_OK(maia_queue_synchronize(q2));
+        CHECK(all_equal(out, N, 5.0f));
+        CHECK_OK(maia_event_destroy(u));
+        CHECK_OK(maia_free(0, b));
+        CHECK_OK(maia_queue_destroy(q));
+        CHECK_OK(maia_queue_destroy(q2));
+        RT_DOWN();
+    }
+    static const char *const bad[] = {"-1", "fast", "1000001"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        setenv("HWABSTRACT_MAIA_SPIN_US", bad[k], 1);
+        CHECK_ST(maia_init(NULL), MAIA_ERROR_INVALID_ARGUMENT);
+        CHECK(strstr(maia_last_error(), "HWABSTRACT_MAIA_SPIN_US") != NULL);
+    }
+    unsetenv("HWABSTRACT_MAIA_SPIN_US");
+}
+
 int main(void) {
     unsetenv("HWABSTRACT_MAIA_FAIL_KERNEL");
     unsetenv("HWABSTRACT_MAIA_QUEUE_DELAY_US");
@@ -749,5 +813,6 @@ int main(void) {
     RUN(test_destroy_and_shutdown_drain);
     RUN(test_queue_limit);
     RUN(test_performance_model);
+    RUN(test_spin_settings);
     return CHECK_REPORT();
 }
