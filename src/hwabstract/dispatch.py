@@ -67,11 +67,6 @@ def allocate(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
         )
     if any(d < 0 for d in shape):
         raise ShapeError(f"shape {shape} has a negative dimension")
-    return _allocate_checked(device, shape, dtype)
-
-
-def _allocate_checked(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
-    """:func:`allocate` for a shape and dtype a cached plan has already validated."""
     return Tensor._wrap(Storage(device, math.prod(shape) * dtype.itemsize), dtype, shape)
 
 
@@ -173,6 +168,8 @@ class _Plan(NamedTuple):
     cast: tuple[bool, ...]  #: per present operand: cast to ``compute`` before the launch
     targets: tuple[tuple[int, ...] | None, ...]
     result_shape: tuple[int, ...]
+    result_strides: tuple[int, ...]  #: contiguous strides of a newly allocated result
+    result_size: int
     attrs: Mapping[str, Any]
     has_empty: bool  #: some input is empty (its operand needs normalizing)
 
@@ -239,9 +236,11 @@ def _make_plan(
             f"produce {len(out_shapes[0])}"
         )
     has_empty = any(0 in (t if t is not None else s) for t, s in zip(targets, shapes))
+    result_shape = tuple(out_shapes[0])
     return _Plan(
         compute, out_dtypes[0], tuple(scalar_dtypes), tuple(cast_flags), targets,
-        tuple(out_shapes[0]), norm_attrs, has_empty,
+        result_shape, contiguous_strides(result_shape), math.prod(result_shape), norm_attrs,
+        has_empty,
     )  # fmt: skip
 
 
@@ -311,13 +310,16 @@ def launch(
         out._storage.order_before(stream)
         if _aliases_unsafely(out, tensors, spec, plan.targets):
             tmp = allocate(device, result_shape, plan.out_dtype)
-            _queue(device, stream, name, inputs, tmp, plan.attrs)
+            _queue(device, stream, name, inputs, tmp, plan.attrs, plan.result_size)
             copy_into(out, tmp, stream)
             return out
         result = out
     else:
-        result = _allocate_checked(device, result_shape, plan.out_dtype)
-    _queue(device, stream, name, inputs, result, plan.attrs)
+        # shape and dtype were validated when the plan was made
+        out_dtype = plan.out_dtype
+        storage = Storage(device, plan.result_size * out_dtype.itemsize)
+        result = Tensor._wrap(storage, out_dtype, result_shape, plan.result_strides)
+    _queue(device, stream, name, inputs, result, plan.attrs, plan.result_size)
     return result
 
 
@@ -332,8 +334,8 @@ def _normalized(op: Operand) -> Operand:
 
 
 def _queue(device: Device, stream: Stream, name: str, inputs: list[Any], result: Tensor,
-           attrs: Mapping[str, Any]) -> None:  # fmt: skip
-    if result.size:
+           attrs: Mapping[str, Any], size: int) -> None:  # fmt: skip
+    if size:
         device._impl.launch(stream.handle, name, inputs, [result._operand()], attrs)
     result._storage.mark_written(stream)
 
