@@ -95,6 +95,11 @@ enum {
 int maia_kernel_execute(const maia_kernel_call *call, maia_kernel_cost *cost, char *err,
                         size_t errlen);
 
+/* Join the kernels' host worker threads (a pool created lazily by the first multi-threaded
+ * kernel). The caller guarantees no kernel is running; a later kernel recreates the pool.
+ * maia_shutdown calls it. */
+void maia_kernel_shutdown(void);
+
 /* 1 if `kernel` is implemented for compute dtype `dtype` (its capability manifest). */
 int maia_kernel_supports(const char *kernel, int32_t dtype);
 

@@ -305,6 +305,7 @@ maia_status maia_shutdown(maia_leak_report *report) {
     }
     maia_leak_report rep = {0};
     queues_shutdown_all(rt, &rep.queues, &rep.events);
+    maia_kernel_shutdown(); /* no kernel runs now: join the kernels' host worker pool */
     for (int i = 0; i < rt->ndev; i++) {
         uint64_t live = 0, bytes = 0;
         device_destroy(&rt->devs[i], &live, &bytes);

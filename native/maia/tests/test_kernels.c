@@ -2,6 +2,7 @@
  * reductions, matmul, nn. Standalone: build with the kernel sources (or the library) and run;
  * exits non-zero on any failure. Meant to run under -fsanitize=address,undefined. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -299,6 +300,100 @@ static void test_add_large_threads(void) {
         CHECK(bad == 0, "f16 threads=%d: %lld wrong", t, (long long)bad);
     }
     free(a), free(b), free(y), free(h), free(hy);
+}
+
+/* The contiguous fast path: in place (out is an input) and partially overlapping outputs
+ * (which must keep the element-by-element order), and integer wrap-around. */
+static void test_add_fast_path_aliasing(void) {
+    int64_t n = 1037;
+    float *buf = malloc((size_t)(n + 8) * 4), *b = malloc((size_t)n * 4), *ref = malloc((size_t)(n + 8) * 4);
+    for (int64_t i = 0; i < n + 8; i++) buf[i] = (float)i;
+    for (int64_t i = 0; i < n; i++) b[i] = 1.0f;
+    /* in place: buf[0..n) += b */
+    maia_view in[2] = {mkview(buf, MAIA_FLOAT32, 1, &n, NULL), mkview(b, MAIA_FLOAT32, 1, &n, NULL)};
+    maia_view out = mkview(buf, MAIA_FLOAT32, 1, &n, NULL);
+    CHECK(run_call("add", 2, in, &out, NULL, 1, NULL) == 0, "%s", g_err);
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += buf[i] != (float)i + 1.0f;
+    CHECK(bad == 0, "in-place add: %lld wrong", (long long)bad);
+    /* out = buf + 1, in = buf: sequential semantics propagate the running sum */
+    for (int64_t i = 0; i < n + 8; i++) buf[i] = ref[i] = (float)(i % 7);
+    for (int64_t i = 0; i < n; i++) ref[i + 1] = ref[i] + b[i];
+    out = mkview(buf + 1, MAIA_FLOAT32, 1, &n, NULL);
+    CHECK(run_call("add", 2, in, &out, NULL, 1, NULL) == 0, "%s", g_err);
+    bad = 0;
+    for (int64_t i = 0; i < n + 8; i++) bad += buf[i] != ref[i];
+    CHECK(bad == 0, "overlapping add: %lld wrong", (long long)bad);
+    free(buf), free(b), free(ref);
+
+    int32_t x[67], y[67], z[67];
+    int64_t m = 67;
+    for (int i = 0; i < 67; i++) x[i] = INT32_MAX - i, y[i] = i * 3 + 1;
+    maia_view iin[2] = {mkview(x, MAIA_INT32, 1, &m, NULL), mkview(y, MAIA_INT32, 1, &m, NULL)};
+    maia_view iout = mkview(z, MAIA_INT32, 1, &m, NULL);
+    CHECK(run_call("add", 2, iin, &iout, NULL, 1, NULL) == 0, "%s", g_err);
+    bad = 0;
+    for (int i = 0; i < 67; i++) bad += z[i] != (int32_t)((uint32_t)x[i] + (uint32_t)y[i]);
+    CHECK(bad == 0, "int32 wrapping add: %lld wrong", (long long)bad);
+    CHECK(run_call("multiply", 2, iin, &iout, NULL, 1, NULL) == 0, "%s", g_err);
+    bad = 0;
+    for (int i = 0; i < 67; i++) bad += z[i] != (int32_t)((uint32_t)x[i] * (uint32_t)y[i]);
+    CHECK(bad == 0, "int32 wrapping multiply: %lld wrong", (long long)bad);
+}
+
+/* Several threads launching multi-threaded kernels at once share the worker pool; shutting
+ * the pool down between rounds and recreating it must work (and leave nothing behind). */
+typedef struct conc_arg {
+    int64_t n;
+    int threads;
+    int seed;
+    long bad;
+} conc_arg;
+
+static void *conc_main(void *vp) {
+    conc_arg *c = (conc_arg *)vp;
+    float *a = malloc((size_t)c->n * 4), *b = malloc((size_t)c->n * 4), *y = malloc((size_t)c->n * 4);
+    for (int64_t i = 0; i < c->n; i++) a[i] = (float)(i % 1000), b[i] = (float)c->seed;
+    for (int rep = 0; rep < 6; rep++) {
+        maia_view in[2] = {mkview(a, MAIA_FLOAT32, 1, &c->n, NULL), mkview(b, MAIA_FLOAT32, 1, &c->n, NULL)};
+        maia_view out = mkview(y, MAIA_FLOAT32, 1, &c->n, NULL);
+        maia_kernel_call call;
+        memset(&call, 0, sizeof call);
+        call.kernel = rep % 2 ? "subtract" : "add";
+        call.n_inputs = 2;
+        call.n_outputs = 1;
+        call.inputs[0] = in[0];
+        call.inputs[1] = in[1];
+        call.outputs[0] = out;
+        call.threads = c->threads;
+        maia_kernel_cost cost;
+        char err[256];
+        if (maia_kernel_execute(&call, &cost, err, sizeof err) != 0) {
+            c->bad++;
+            continue;
+        }
+        for (int64_t i = 0; i < c->n; i++)
+            c->bad += y[i] != (rep % 2 ? (float)(i % 1000) - (float)c->seed
+                                       : (float)(i % 1000) + (float)c->seed);
+    }
+    free(a), free(b), free(y);
+    return NULL;
+}
+
+static void test_pool_concurrent_callers(void) {
+    for (int round = 0; round < 3; round++) {
+        pthread_t tid[4];
+        conc_arg args[4];
+        for (int k = 0; k < 4; k++) {
+            args[k] = (conc_arg){(int64_t)400009 + k, 2 + (k + round) % 3, k + 1, 0};
+            CHECK(pthread_create(&tid[k], NULL, conc_main, &args[k]) == 0, "pthread_create");
+        }
+        for (int k = 0; k < 4; k++) {
+            pthread_join(tid[k], NULL);
+            CHECK(args[k].bad == 0, "round %d caller %d: %ld wrong", round, k, args[k].bad);
+        }
+        maia_kernel_shutdown();
+    }
 }
 
 static void test_float_semantics(void) {
@@ -990,6 +1085,8 @@ int main(void) {
     test_conversions_nearest();
     test_add_strided();
     test_add_large_threads();
+    test_add_fast_path_aliasing();
+    test_pool_concurrent_callers();
     test_float_semantics();
     test_integer_semantics();
     test_where_clip_astype();

@@ -291,6 +291,9 @@ static void test_async_blocked_on_unreached_event(void) {
     CHECK(atomic_load(&runtime_double_calls) == calls0 + 1);
     read_back(q1, b, out, N);
     CHECK(all_equal(out, N, 3.0f));
+    /* e2 being reached does not order q2's own completion count before it (the worker marks
+     * the event, then the command complete): synchronize q2 before asking it. */
+    CHECK_OK(maia_queue_synchronize(q2));
     CHECK_OK(maia_queue_query(q2));
     uint64_t eq, seq;
     CHECK_OK(maia_event_get_info(e1, &eq, &seq));

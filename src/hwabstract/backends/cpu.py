@@ -191,8 +191,12 @@ class CpuStream:
     def synchronize(self) -> None:
         if not self.idle():
             marker = threading.Event()
-            self.submit(marker.set, "synchronize")
+            ticket = self.submit(marker.set, "synchronize")
             marker.wait()
+            # The worker records the marker as completed just after running it: wait for
+            # that too, so that query() right after synchronize() says idle.
+            while self.completed < ticket:
+                time.sleep(0)
         self.raise_pending()
 
     def close(self) -> None:

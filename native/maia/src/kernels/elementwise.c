@@ -35,6 +35,7 @@ typedef struct ew_ctx {
     int32_t out_dt;
     int bits; /* integer width of the compute dtype (shifts) */
     int has_min, has_max;
+    int fast; /* the op and dtypes qualify for ew_fast (strides are checked per run) */
     mk_iter it;
 } ew_ctx;
 
@@ -585,8 +586,128 @@ static void ew_astype(const ew_ctx *c, size_t n, char **ptrs, const int64_t *st)
     }
 }
 
+/* ---- contiguous same-dtype fast path ---------------------------------------------------- */
+
+/* add, subtract, multiply (and divide for float32, bitwise and/or/xor for integers) over
+ * unit-stride operands that all have the compute dtype: 32-byte vector-extension loops, with
+ * an AVX2 clone chosen at run time. Integers compute in the unsigned type of their width,
+ * which wraps exactly as the int64/uint64 path truncated to that width does; float32 ops are
+ * the same single IEEE operations as f32_op, so results are bit-identical. */
+
+#define VB 32
+typedef float vf32 __attribute__((vector_size(VB)));
+typedef uint8_t vu8 __attribute__((vector_size(VB)));
+typedef uint16_t vu16 __attribute__((vector_size(VB)));
+typedef uint32_t vu32 __attribute__((vector_size(VB)));
+typedef uint64_t vu64 __attribute__((vector_size(VB)));
+
+/* 4 vectors per step; loads precede stores within a vector, so an output that is exactly an
+ * input (in place) is fine. Partial overlap is excluded by the caller. */
+#define FAST_LOOP(T, V, OPX)                                                                   \
+    do {                                                                                       \
+        const size_t L = VB / sizeof(T);                                                       \
+        size_t i = 0;                                                                          \
+        for (; i + 4 * L <= n; i += 4 * L)                                                     \
+            for (size_t u = 0; u < 4 * L; u += L) {                                            \
+                V x, y, r;                                                                     \
+                memcpy(&x, a + i + u, VB);                                                     \
+                memcpy(&y, b + i + u, VB);                                                     \
+                r = x OPX y;                                                                   \
+                memcpy(o + i + u, &r, VB);                                                     \
+            }                                                                                  \
+        for (; i < n; i++) o[i] = (T)(a[i] OPX b[i]);                                          \
+    } while (0)
+
+#define FAST_FN(NAME, ATTR, T, V, INT_OPS)                                                     \
+    ATTR static void NAME(int op, size_t n, const T *a, const T *b, T *o) {                    \
+        switch (op) {                                                                          \
+        case EW_ADD: FAST_LOOP(T, V, +); return;                                               \
+        case EW_SUBTRACT: FAST_LOOP(T, V, -); return;                                          \
+        case EW_MULTIPLY: FAST_LOOP(T, V, *); return;                                          \
+        INT_OPS                                                                                \
+        default: return;                                                                       \
+        }                                                                                      \
+    }
+#define FAST_FLOAT_OPS case EW_DIVIDE: FAST_LOOP(float, vf32, /); return;
+#define FAST_INT_OPS(T, V)                                                                     \
+    case EW_BITWISE_AND: FAST_LOOP(T, V, &); return;                                           \
+    case EW_BITWISE_OR: FAST_LOOP(T, V, |); return;                                            \
+    case EW_BITWISE_XOR: FAST_LOOP(T, V, ^); return;
+
+#define FAST_ALL(SUF, ATTR)                                                                    \
+    FAST_FN(fast_f32##SUF, ATTR, float, vf32, FAST_FLOAT_OPS)                                  \
+    FAST_FN(fast_u8##SUF, ATTR, uint8_t, vu8, FAST_INT_OPS(uint8_t, vu8))                      \
+    FAST_FN(fast_u16##SUF, ATTR, uint16_t, vu16, FAST_INT_OPS(uint16_t, vu16))                 \
+    FAST_FN(fast_u32##SUF, ATTR, uint32_t, vu32, FAST_INT_OPS(uint32_t, vu32))                 \
+    FAST_FN(fast_u64##SUF, ATTR, uint64_t, vu64, FAST_INT_OPS(uint64_t, vu64))
+
+FAST_ALL(_base, )
+#if defined(__x86_64__) || defined(__i386__)
+#define FAST_HAVE_AVX2 1
+FAST_ALL(_avx2, __attribute__((target("avx2"))))
+static int fast_use_avx2(void) {
+    static int cached = -1; /* benign race: every thread computes the same value */
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#else
+#define FAST_HAVE_AVX2 0
+static int fast_use_avx2(void) { return 0; }
+#endif
+
+static int fast_op(const ew_ctx *c) {
+    if (c->nin != 2) return 0;
+    switch (c->op) {
+    case EW_ADD: case EW_SUBTRACT: case EW_MULTIPLY: return c->kind != MK_KIND_BOOL;
+    case EW_DIVIDE: return c->out_dt == MAIA_FLOAT32;
+    case EW_BITWISE_AND: case EW_BITWISE_OR: case EW_BITWISE_XOR:
+        return c->kind == MK_KIND_SINT || c->kind == MK_KIND_UINT;
+    default: return 0;
+    }
+}
+
+/* 1 if [p, p + bytes) and [q, q + bytes) are the same range or do not overlap */
+static int same_or_disjoint(const char *p, const char *q, size_t bytes) {
+    uintptr_t x = (uintptr_t)p, y = (uintptr_t)q;
+    return x == y || x + bytes <= y || y + bytes <= x;
+}
+
+static int ew_fast(const ew_ctx *c, size_t n, char **ptrs, const int64_t *st) {
+    if (!c->fast || st[0] != 1 || st[1] != 1 || st[2] != 1) return 0;
+    size_t es = mk_elsize(c->out_dt), bytes = n * es;
+    if (!same_or_disjoint(ptrs[0], ptrs[2], bytes) || !same_or_disjoint(ptrs[1], ptrs[2], bytes))
+        return 0;
+    int avx2 = FAST_HAVE_AVX2 && fast_use_avx2();
+#if FAST_HAVE_AVX2
+#define FAST_CALL(F, T)                                                                        \
+    (avx2 ? F##_avx2 : F##_base)(c->op, n, (const T *)ptrs[0], (const T *)ptrs[1], (T *)ptrs[2])
+#else
+#define FAST_CALL(F, T) F##_base(c->op, n, (const T *)ptrs[0], (const T *)ptrs[1], (T *)ptrs[2])
+#endif
+    (void)avx2;
+    if (c->kind == MK_KIND_FLOAT) {
+        if (c->out_dt != MAIA_FLOAT32) return 0;
+        FAST_CALL(fast_f32, float);
+        return 1;
+    }
+    switch (es) {
+    case 1: FAST_CALL(fast_u8, uint8_t); return 1;
+    case 2: FAST_CALL(fast_u16, uint16_t); return 1;
+    case 4: FAST_CALL(fast_u32, uint32_t); return 1;
+    case 8: FAST_CALL(fast_u64, uint64_t); return 1;
+    default: return 0;
+    }
+#undef FAST_CALL
+}
+
 static void ew_inner(void *vc, size_t n, char **ptrs, const int64_t *st) {
     const ew_ctx *c = (const ew_ctx *)vc;
+    if (ew_fast(c, n, ptrs, st)) return;
     switch (c->op) {
     case EW_WHERE: ew_where(c, n, ptrs, st); return;
     case EW_ASTYPE: ew_astype(c, n, ptrs, st); return;
@@ -680,6 +801,7 @@ int mk_elementwise(const maia_kernel_call *call, int op, maia_kernel_cost *cost,
     c.bits = mk_int_bits(cdt);
     c.has_min = at_->has_min != 0;
     c.has_max = at_->has_max != 0;
+    c.fast = fast_op(&c);
 
     const int64_t *strides[MAIA_MAX_OPERANDS + 1];
     char *base[MAIA_MAX_OPERANDS + 1];

@@ -1,6 +1,7 @@
 /* The strided N-d iteration core, host-thread fan-out, and the validation helpers shared by
  * the kernel families. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -82,48 +83,140 @@ void mk_iter_run(const mk_iter *it, int64_t begin, int64_t end, mk_inner_fn fn, 
 
 /* ---- host threads ------------------------------------------------------------------------ */
 
-typedef struct par_job {
+/* A persistent pool of worker threads shared by every caller in the process (several queues
+ * may run kernels at once). mk_parallel_for publishes a task (its chunks are claimed with an
+ * atomic counter), wakes the workers, runs chunks itself too, then unlists the task and waits
+ * until no worker is still inside it. The pool grows lazily to `threads - 1` workers (the
+ * caller is the other one) and maia_kernel_shutdown() joins them all. */
+
+#define MK_MAX_THREADS 256
+#define MK_CHUNKS_PER_THREAD 8
+
+typedef struct par_task {
     mk_range_fn fn;
     void *ctx;
-    int64_t begin, end;
-} par_job;
+    int64_t total, nchunks;
+    _Atomic int64_t next; /* next chunk to claim */
+    int active;           /* workers running chunks of this task (under g_pool.mu) */
+    int max_helpers;      /* threads - 1: the caller is the other one */
+    int listed;           /* still on the task list (under g_pool.mu) */
+    struct par_task *prev, *nxt;
+} par_task;
 
-static void *par_main(void *arg) {
-    par_job *j = (par_job *)arg;
-    j->fn(j->ctx, j->begin, j->end);
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a task was listed, or stop */
+    pthread_cond_t idle; /* some task's active count reached 0 */
+    par_task *head, *tail;
+    pthread_t tids[MK_MAX_THREADS];
+    int nworkers;
+    int stop;
+} g_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+            NULL, NULL, {0}, 0, 0};
+
+static void task_unlink(par_task *t) { /* under g_pool.mu */
+    if (!t->listed) return;
+    if (t->prev) t->prev->nxt = t->nxt; else g_pool.head = t->nxt;
+    if (t->nxt) t->nxt->prev = t->prev; else g_pool.tail = t->prev;
+    t->prev = t->nxt = NULL;
+    t->listed = 0;
+}
+
+static void task_run_chunks(par_task *t) {
+    for (;;) {
+        int64_t k = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (k >= t->nchunks) return;
+        t->fn(t->ctx, t->total * k / t->nchunks, t->total * (k + 1) / t->nchunks);
+    }
+}
+
+static void *pool_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&g_pool.mu);
+    for (;;) {
+        /* the oldest listed task that still has chunks and room for another helper */
+        par_task *t = g_pool.head;
+        while (t) {
+            par_task *nx = t->nxt;
+            if (atomic_load_explicit(&t->next, memory_order_relaxed) >= t->nchunks)
+                task_unlink(t); /* every chunk claimed: its caller waits only for active ones */
+            else if (t->active < t->max_helpers)
+                break;
+            t = nx;
+        }
+        if (!t) {
+            if (g_pool.stop) break;
+            pthread_cond_wait(&g_pool.work, &g_pool.mu);
+            continue;
+        }
+        t->active++;
+        pthread_mutex_unlock(&g_pool.mu);
+        task_run_chunks(t);
+        pthread_mutex_lock(&g_pool.mu);
+        if (--t->active == 0) pthread_cond_broadcast(&g_pool.idle);
+        /* t may be gone from here on: its caller returns once active is 0 and it is unlisted */
+    }
+    pthread_mutex_unlock(&g_pool.mu);
     return NULL;
 }
 
-#define MK_MAX_THREADS 256
+void maia_kernel_shutdown(void) {
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.stop = 1;
+    int n = g_pool.nworkers;
+    pthread_cond_broadcast(&g_pool.work);
+    pthread_mutex_unlock(&g_pool.mu);
+    for (int i = 0; i < n; i++) pthread_join(g_pool.tids[i], NULL);
+    pthread_mutex_lock(&g_pool.mu);
+    g_pool.nworkers = 0;
+    g_pool.stop = 0;
+    pthread_mutex_unlock(&g_pool.mu);
+}
 
 void mk_parallel_for(int threads, int64_t total, int64_t grain, mk_range_fn fn, void *ctx) {
     if (total <= 0) return;
     if (grain < 1) grain = 1;
     int64_t nt = threads < 1 ? 1 : threads;
     if (nt > MK_MAX_THREADS) nt = MK_MAX_THREADS;
-    if (nt > (total + grain - 1) / grain) nt = (total + grain - 1) / grain;
+    int64_t maxchunks = (total + grain - 1) / grain;
+    if (nt > maxchunks) nt = maxchunks;
     if (nt <= 1) {
         fn(ctx, 0, total);
         return;
     }
-    par_job jobs[MK_MAX_THREADS];
-    pthread_t tids[MK_MAX_THREADS];
-    int started[MK_MAX_THREADS];
-    for (int64_t t = 0; t < nt; t++) {
-        jobs[t].fn = fn;
-        jobs[t].ctx = ctx;
-        jobs[t].begin = total * t / nt;
-        jobs[t].end = total * (t + 1) / nt;
+    par_task t;
+    t.fn = fn;
+    t.ctx = ctx;
+    t.total = total;
+    t.nchunks = nt * MK_CHUNKS_PER_THREAD < maxchunks ? nt * MK_CHUNKS_PER_THREAD : maxchunks;
+    atomic_init(&t.next, 0);
+    t.active = 0;
+    t.max_helpers = (int)nt - 1;
+    t.prev = t.nxt = NULL;
+
+    pthread_mutex_lock(&g_pool.mu);
+    if (!g_pool.stop) /* grow to nt - 1 workers; a failed create leaves fewer (chunks still run) */
+        while (g_pool.nworkers < nt - 1 &&
+               pthread_create(&g_pool.tids[g_pool.nworkers], NULL, pool_main, NULL) == 0)
+            g_pool.nworkers++;
+    int helpers = g_pool.nworkers > 0;
+    if (helpers) {
+        t.listed = 1;
+        t.prev = g_pool.tail;
+        if (g_pool.tail) g_pool.tail->nxt = &t; else g_pool.head = &t;
+        g_pool.tail = &t;
+        pthread_cond_broadcast(&g_pool.work);
+    } else {
+        t.listed = 0;
     }
-    for (int64_t t = 1; t < nt; t++)
-        started[t] = pthread_create(&tids[t], NULL, par_main, &jobs[t]) == 0;
-    fn(ctx, jobs[0].begin, jobs[0].end);
-    for (int64_t t = 1; t < nt; t++) {
-        if (started[t])
-            pthread_join(tids[t], NULL);
-        else
-            fn(ctx, jobs[t].begin, jobs[t].end); /* could not start a thread: run it here */
-    }
+    pthread_mutex_unlock(&g_pool.mu);
+
+    task_run_chunks(&t);
+    if (!helpers) return;
+    pthread_mutex_lock(&g_pool.mu);
+    task_unlink(&t);
+    while (t.active > 0) pthread_cond_wait(&g_pool.idle, &g_pool.mu);
+    pthread_mutex_unlock(&g_pool.mu);
 }
 
 /* ---- status and validation --------------------------------------------------------------- */

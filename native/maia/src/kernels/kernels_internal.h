@@ -70,8 +70,11 @@ int mk_iter_contiguous(const mk_iter *it);
 /* ---- host threads ------------------------------------------------------------------------ */
 
 typedef void (*mk_range_fn)(void *ctx, int64_t begin, int64_t end);
-/* Split [0, total) into at most `threads` contiguous ranges of at least `grain` items and run
- * them on host threads (the caller runs one). Falls back to fewer threads if creation fails. */
+/* Split [0, total) into contiguous ranges of at least `grain` items (up to 8 per thread) and
+ * run them on at most `threads` host threads: the caller plus workers of a persistent
+ * process-wide pool (see maia_kernel_shutdown), which several callers may share at once.
+ * Ranges are claimed dynamically, so fn must not assume which thread runs a range; it may
+ * run on fewer threads (down to the caller alone) if workers cannot be created. */
 void mk_parallel_for(int threads, int64_t total, int64_t grain, mk_range_fn fn, void *ctx);
 
 /* ---- kernel families --------------------------------------------------------------------- */
