@@ -180,6 +180,7 @@ def test_demo_runs_on_cpu_and_agrees_with_numpy(cpu_only: Registry) -> None:
     assert run.max_abs_diff_baseline == 0.0
     assert run.wall_ms is not None and run.wall_ms > 0
     assert run.event_ms is not None and run.event_ms >= 0  # cpu declares event timing
+    assert run.modeled_ms is None  # but models no other hardware
 
 
 def test_reference_block_is_a_transformer_block() -> None:
@@ -314,7 +315,7 @@ def test_result_is_json_ready(cpu_only: Registry) -> None:
     assert data["config"] == attrs.asdict(SMALL)
     assert set(data["devices"][0]) == {
         "device", "description", "standin", "standin_for", "status", "reason", "wall_ms",
-        "event_ms", "max_abs_error", "max_abs_diff_baseline",
+        "event_ms", "modeled_ms", "max_abs_error", "max_abs_diff_baseline",
     }  # fmt: skip
 
 

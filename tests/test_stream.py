@@ -395,3 +395,13 @@ def test_a_finished_write_adds_no_cross_stream_wait() -> None:
     z = hw.add(y, 1.0, stream=reader)
     assert reader.handle.submitted == submitted + 1  # just the kernel, no event wait
     assert z.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_modeled_time_needs_a_device_that_models_hardware(dev: hw.Device) -> None:
+    stream = dev.create_stream()
+    start = stream.record()
+    end = stream.record()
+    with pytest.raises(hw.UnsupportedError, match="does not declare modeled time") as info:
+        start.modeled_elapsed_time(end)
+    assert info.value.capability == "feature:modeled_time"
+    assert start.elapsed_time(end) >= 0.0  # the host-time measurement still works

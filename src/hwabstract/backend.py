@@ -73,6 +73,8 @@ class Feature(str, enum.Enum):
     MX_FORMATS = "mx_formats"  #: OCP microscaling block formats
     CUSTOM_KERNELS = "custom_kernels"  #: user-supplied kernels can be compiled and launched
     DLPACK = "dlpack"  #: tensors can be exchanged through DLPack without a host round trip
+    #: events also report the time the *modeled* hardware would take (emulators, simulators)
+    MODELED_TIME = "modeled_time"
 
 
 @attrs.frozen
@@ -283,6 +285,15 @@ class Backend(abc.ABC):
         raise UnsupportedError(
             f"feature:{Feature.EVENT_TIMING.value}",
             f"backend {self.name!r} does not implement event timing",
+        )
+
+    def event_modeled_elapsed_ms(self, start: Any, end: Any) -> float:
+        """Milliseconds the modeled hardware would take between two reached timing events
+        (an emulator's performance model, not the host's time). Only called when the device
+        declares :attr:`Feature.MODELED_TIME`."""
+        raise UnsupportedError(
+            f"feature:{Feature.MODELED_TIME.value}",
+            f"backend {self.name!r} does not model hardware time",
         )
 
     # -- data movement ---------------------------------------------------------------------

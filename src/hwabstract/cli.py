@@ -592,14 +592,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 _number(r.max_abs_diff_baseline, ".1e"),
                 _number(r.wall_ms, ".1f"),
                 _event_cell(r.ran, r.event_ms),
+                _number(r.modeled_ms, ".3f") if r.ran else None,
             )
             for r in result.runs
         ]
         headers = (
             "DEVICE", "DESCRIPTION", "STAND-IN", "STATUS", "MAX ERR VS NUMPY", f"VS {base}",
-            "WALL ms", "EVENT ms",
+            "WALL ms", "EVENT ms", "MODELED ms",
         )  # fmt: skip
-        print(format_table(headers, rows, right=(4, 5, 6, 7)))
+        print(format_table(headers, rows, right=(4, 5, 6, 7, 8)))
         notes = [(r.device, r.reason) for r in result.runs if r.reason]
         if notes:
             print()
@@ -609,7 +610,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(
         f"tolerance: max abs error <= {result.tolerance:g} against float64 NumPy and against "
         f"{base}. WALL: host time for uploads, compute and download. EVENT: device time "
-        "between two events on the compute stream, where the device declares event timing."
+        "between two events on the compute stream, where the device declares event timing. "
+        "MODELED: what the modeled hardware would take between the same events, where the "
+        "device models it (an emulator's performance model, not a measurement)."
     )
     _say(_CONFORMANCE_NOTE)
     if not result.runs:

@@ -101,6 +101,8 @@ class DeviceRun:
     reason: str | None = None  #: why it is not ``ok``
     wall_ms: float | None = None  #: host wall time of the whole run, uploads to download
     event_ms: float | None = None  #: device time between events (None without event timing)
+    #: modeled hardware time between the same events (None unless the device models time)
+    modeled_ms: float | None = None
     max_abs_error: float | None = None  #: against the float64 NumPy computation
     max_abs_diff_baseline: float | None = None  #: against the baseline device's output
     output: np.ndarray | None = attrs.field(default=None, repr=False, eq=False)
@@ -233,8 +235,9 @@ def _missing_capabilities(device: hwabstract.Device) -> list[str]:
 
 def _run_on(
     device: hwabstract.Device, batches: Sequence[np.ndarray], params: dict[str, np.ndarray]
-) -> tuple[np.ndarray, float, float | None]:
-    """Run the block on ``device``; returns (output, wall ms, event ms or None)."""
+) -> tuple[np.ndarray, float, float | None, float | None]:
+    """Run the block on ``device``; returns (output, wall ms, event ms or None, modeled ms
+    or None)."""
     timing = device.capabilities.has_feature(hw.Feature.EVENT_TIMING)
     started = time.perf_counter()
     compute = device.create_stream()
@@ -262,7 +265,12 @@ def _run_on(
     host = result.numpy()  # waits for the compute stream, the last writer of `result`
     wall_ms = (time.perf_counter() - started) * 1000.0
     event_ms = start_event.elapsed_time(end_event) if timing else None
-    return host, wall_ms, event_ms
+    modeled_ms = (
+        start_event.modeled_elapsed_time(end_event)
+        if timing and device.capabilities.has_feature(hw.Feature.MODELED_TIME)
+        else None
+    )
+    return host, wall_ms, event_ms, modeled_ms
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -312,7 +320,7 @@ def run_demo(
             runs.append(attrs.evolve(run, reason=f"does not declare {', '.join(missing)}"))
             continue
         try:
-            output, wall_ms, event_ms = _run_on(device, batches, params)
+            output, wall_ms, event_ms, modeled_ms = _run_on(device, batches, params)
         except Exception as exc:  # a broken backend is reported, and the others still run
             runs.append(attrs.evolve(run, status=ERROR, reason=f"{type(exc).__name__}: {exc}"))
             continue
@@ -325,6 +333,7 @@ def run_demo(
                 reason=None if agrees else "disagrees with NumPy",
                 wall_ms=wall_ms,
                 event_ms=event_ms,
+                modeled_ms=modeled_ms,
                 max_abs_error=error,
                 output=output,
             )

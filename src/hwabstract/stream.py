@@ -146,29 +146,39 @@ class Event:
 
         Needs a device that declares event timing and both events recorded with timing.
         """
+        self._check_pair(end, "elapsed_time", Feature.EVENT_TIMING, "event timing")
+        return float(self.device._impl.event_elapsed_ms(self._handle, end._handle))
+
+    def modeled_elapsed_time(self, end: Event) -> float:
+        """Milliseconds the *modeled* hardware would take from this event to ``end``: what an
+        emulator's performance model says the real chip would need (the Maia emulator
+        reports Maia 200 time), beside :meth:`elapsed_time`'s host time. Needs a device that
+        declares :attr:`Feature.MODELED_TIME`; both events are waited for."""
+        self._check_pair(end, "modeled_elapsed_time", Feature.MODELED_TIME, "modeled time")
+        return float(self.device._impl.event_modeled_elapsed_ms(self._handle, end._handle))
+
+    def _check_pair(self, end: Event, what: str, feature: Feature, label: str) -> None:
         if not isinstance(end, Event):
             raise StreamError(
-                f"elapsed_time() takes an Event, got {type(end).__name__}; record one with "
+                f"{what}() takes an Event, got {type(end).__name__}; record one with "
                 "stream.record()"
             )
-        if not self.device.capabilities.has_feature(Feature.EVENT_TIMING):
+        if not self.device.capabilities.has_feature(feature):
             raise UnsupportedError(
-                f"feature:{Feature.EVENT_TIMING.value}",
-                f"{self.device.name} does not declare event timing",
+                f"feature:{feature.value}", f"{self.device.name} does not declare {label}"
             )
         if end.device is not self.device:
             raise StreamError(
-                f"elapsed_time() needs two events on one device; got {self.device.name} and "
+                f"{what}() needs two events on one device; got {self.device.name} and "
                 f"{end.device.name}"
             )
         if not (self.timing and end.timing):
             raise StreamError(
-                "elapsed_time() needs both events recorded with timing=True (the default on "
+                f"{what}() needs both events recorded with timing=True (the default on "
                 "devices that declare event timing)"
             )
         self.synchronize()
         end.synchronize()
-        return float(self.device._impl.event_elapsed_ms(self._handle, end._handle))
 
     def __repr__(self) -> str:
         return f"<hwabstract event on {self.device.name} at {id(self):#x}>"

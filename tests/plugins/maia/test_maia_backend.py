@@ -318,3 +318,16 @@ def test_the_demo_runs_on_maia() -> None:
     ]
     assert result.ok
     assert all(r.event_ms is not None for r in result.runs)
+
+
+def test_events_report_modeled_maia_time_through_the_public_api(dev: hw.Device) -> None:
+    assert dev.capabilities.has_feature(hw.Feature.MODELED_TIME)
+    s = dev.create_stream()
+    x = hw.asarray(_rand(256, 256), device=dev, stream=s)
+    start = s.record()
+    hw.matmul(x, x, stream=s)
+    end = s.record()
+    modeled = start.modeled_elapsed_time(end)
+    # 2*256^3 flops at the assumed 0.3125 PFLOPS float32 rate, or bytes at 7 TB/s, + launch
+    assert 0.0 < modeled < 0.1
+    assert modeled == dev._impl.modeled_elapsed_ms(start, end)

@@ -300,7 +300,12 @@ class MaiaBackend(Backend):
                 dtypes=dtypes,
                 kernels=kernels,
                 features=frozenset(
-                    {Feature.CONCURRENT_STREAMS, Feature.EVENT_TIMING, Feature.PEER_COPY}
+                    {
+                        Feature.CONCURRENT_STREAMS,
+                        Feature.EVENT_TIMING,
+                        Feature.PEER_COPY,
+                        Feature.MODELED_TIME,
+                    }
                 ),
                 limits=Limits(
                     memory_capacity=info.memory_capacity,
@@ -443,6 +448,10 @@ class MaiaBackend(Backend):
 
     def event_elapsed_ms(self, start: MaiaEvent, end: MaiaEvent) -> float:
         return self._elapsed(start, end)[0]
+
+    def event_modeled_elapsed_ms(self, start: MaiaEvent, end: MaiaEvent) -> float:
+        """The contract's modeled time (``Event.modeled_elapsed_time``): Maia 200 time."""
+        return self._elapsed(start, end)[1]
 
     def modeled_elapsed_ms(self, start: Any, end: Any) -> float:
         """Milliseconds Maia 200 would take between two reached events, by libmaia's
