@@ -442,6 +442,9 @@ def test_doctor_reports_environment_and_vendor_stacks(
     assert rows["HWABSTRACT_DISABLE_PLUGINS"] == "(unset)"
     assert rows["HWABSTRACT_CPU_DEVICES"] == "(unset)"
     assert rows["HWABSTRACT_TPU_STANDIN"] == "cpu"  # any other HWABSTRACT_* variable too
+    meanings = {line.split()[0]: line for line in env.splitlines()[2:]}
+    # the cpu backend's own variables come from its Backend.environment declaration
+    assert "cpu: how many cpu devices to expose" in meanings["HWABSTRACT_CPU_DEVICES"]
     stacks = section(out, "MODULE")
     listed = {line.split()[0] for line in stacks.splitlines()[2:]}
     assert listed == {module for module, _ in cli.VENDOR_STACKS}

@@ -15,6 +15,7 @@ import pytest
 
 import hwabstract as hw
 from hwabstract import registry as registry_mod
+from hwabstract.backends.cpu import CpuBackend
 from hwabstract.registry import BackendStatus, PluginSource, Registry
 
 # -- the fake plugins -----------------------------------------------------------------------------
@@ -467,3 +468,27 @@ def test_hw_backends_stays_a_function_after_discovery() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
+
+
+def test_declared_environment_is_listed_and_malformed_declarations_are_ignored(
+    fresh_registry: Callable[..., Registry],
+) -> None:
+    class Declares(CpuBackend):
+        name = "declares"
+        environment = {"HWABSTRACT_DECLARES_X": "what X does", "BAD": 3}  # type: ignore[dict-item]
+
+    class Malformed(CpuBackend):
+        name = "malformed"
+        environment = ["not", "a", "mapping"]  # type: ignore[assignment]
+
+    class Plugin:
+        @hw.hookimpl
+        def hwabstract_backends(self) -> list[type[hw.Backend]]:
+            return [Declares, Malformed]
+
+    plugin = Plugin()
+    registry = fresh_registry([PluginSource("both", lambda: plugin, "tests", "0")])
+    statuses = {s.name: s for s in registry.backends()}
+    assert statuses["declares"].ok and statuses["malformed"].ok  # neither breaks discovery
+    assert statuses["declares"].environment == (("HWABSTRACT_DECLARES_X", "what X does"),)
+    assert statuses["malformed"].environment == ()

@@ -193,11 +193,14 @@ class Backend(abc.ABC):
     * ``name`` -- the backend's name, used in device specs (``"maia:0"``).
     * ``api_level`` -- the contract level implemented (see :data:`API_LEVEL`).
     * ``priority`` -- higher wins when the user asks for the default device.
+    * ``environment`` -- the environment variables the backend reads, each with what it
+      does; ``hwabstract doctor`` lists them with their current values.
     """
 
     name: ClassVar[str]
     api_level: ClassVar[int] = API_LEVEL
     priority: ClassVar[int] = 0
+    environment: ClassVar[Mapping[str, str]] = {}
 
     # -- discovery -------------------------------------------------------------------------
 

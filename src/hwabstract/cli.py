@@ -32,13 +32,12 @@ __all__ = ["build_parser", "format_bytes", "format_table", "main"]
 #: Exit statuses.
 EXIT_OK, EXIT_PROBLEM, EXIT_ERROR = 0, 1, 2
 
-#: The environment variables ``doctor`` reports, with what each does.
+#: The core's environment variables ``doctor`` reports, with what each does; each backend
+#: adds its own (``Backend.environment``).
 ENVIRONMENT = {
     "HWABSTRACT_DEVICE": "the default device (e.g. cpu:0)",
     "HWABSTRACT_PLUGINS": "allow list of plugin names; only these load",
     "HWABSTRACT_DISABLE_PLUGINS": "deny list of plugin names",
-    "HWABSTRACT_CPU_DEVICES": "how many cpu devices to expose (default 1)",
-    "HWABSTRACT_CPU_MEMORY": "capacity of each cpu device (default: physical memory)",
 }
 
 #: Vendor runtimes the shipped plugins load, found with importlib.util.find_spec (never
@@ -433,12 +432,17 @@ def _vendor_stacks() -> list[dict[str, Any]]:
     return stacks
 
 
-def _environment() -> dict[str, str | None]:
-    env: dict[str, str | None] = {name: os.environ.get(name) for name in ENVIRONMENT}
-    for name in sorted(os.environ):
-        if name.startswith("HWABSTRACT_") and name not in env:
-            env[name] = os.environ[name]
-    return env
+def _environment(statuses: Sequence[BackendStatus]) -> dict[str, tuple[str | None, str]]:
+    """Every variable the core and the discovered backends declare, and any other
+    ``HWABSTRACT_*`` variable that is set: name -> (value or None, what it does)."""
+    meanings = dict(ENVIRONMENT)
+    for status in statuses:
+        for name, meaning in status.environment:
+            meanings.setdefault(name, f"{status.name}: {meaning}")
+    names = list(meanings) + sorted(
+        n for n in os.environ if n.startswith("HWABSTRACT_") and n not in meanings
+    )
+    return {name: (os.environ.get(name), meanings.get(name, "")) for name in names}
 
 
 def _backend_diagnoses(statuses: Sequence[BackendStatus]) -> str:
@@ -478,7 +482,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         default_error = str(exc)
     healthy = bool(working) and default_error is None
     python = f"{platform.python_version()} ({platform.python_implementation()})"
-    environment = _environment()
+    environment = _environment(statuses)
     stacks = _vendor_stacks()
     report: dict[str, Any] = {
         "ok": healthy,
@@ -491,7 +495,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "default_device": default_device,
         "default_device_error": default_error,
         "backends": [{**_backend_dict(s), "advice": advice(s)} for s in statuses],
-        "environment": environment,
+        "environment": {name: value for name, (value, _) in environment.items()},
         "vendor_stacks": stacks,
     }
     if args.json:
@@ -515,8 +519,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         format_table(
             ("VARIABLE", "VALUE", "MEANING"),
             [
-                (name, "(unset)" if value is None else value, ENVIRONMENT.get(name, ""))
-                for name, value in environment.items()
+                (name, "(unset)" if value is None else value, meaning)
+                for name, (value, meaning) in environment.items()
             ],
         )
     )

@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -59,6 +59,8 @@ class BackendStatus:
     device_count: int = 0
     priority: int = 0
     standin: bool = False  #: true when its devices are stand-ins for the hardware
+    #: the environment variables the backend reads, as (name, what it does) pairs
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -173,6 +175,19 @@ _PLUGIN_FAILURES = (Exception, SystemExit)
 
 #: Backend names must work in device specs ("name:index") and environment lists.
 _BACKEND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def _environment_of(cls: Any) -> tuple[tuple[str, str], ...]:
+    """A backend class's declared environment variables; anything malformed is left out
+    (discovery must survive a plugin's mistakes)."""
+    declared = getattr(cls, "environment", None) if isinstance(cls, type) else None
+    if not isinstance(declared, Mapping):
+        return ()
+    return tuple(
+        (name, meaning)
+        for name, meaning in declared.items()
+        if isinstance(name, str) and isinstance(meaning, str)
+    )
 
 
 class _Entry:
@@ -318,6 +333,7 @@ class Registry:
         if not isinstance(priority, int) or isinstance(priority, bool):
             priority = 0
         plugin_level = level if isinstance(level, int) and not isinstance(level, bool) else None
+        environment = _environment_of(cls)
 
         def record(
             status: str,
@@ -342,6 +358,7 @@ class Registry:
                         device_count=count,
                         priority=priority,
                         standin=standin,
+                        environment=environment,
                     ),
                     backend,
                 ),

@@ -317,6 +317,10 @@ class CpuBackend(Backend):
 
     name = "cpu"
     priority = 0
+    environment = {
+        "HWABSTRACT_CPU_DEVICES": "how many cpu devices to expose (default 1)",
+        "HWABSTRACT_CPU_MEMORY": "capacity of each cpu device (default: physical memory)",
+    }
 
     def __init__(self) -> None:
         count_text = os.environ.get("HWABSTRACT_CPU_DEVICES") or "1"  # empty: unset

@@ -194,6 +194,16 @@ class MaiaBackend(Backend):
     name = "maia"
     api_level = API_LEVEL
     priority = 50
+    environment = {
+        "HWABSTRACT_MAIA_DEVICES": "emulated Maia devices, 1-64 (default 2)",
+        "HWABSTRACT_MAIA_MEMORY": "emulated HBM per device, e.g. 1G (default 1 GiB)",
+        "HWABSTRACT_MAIA_THREADS": "host threads one kernel may use (default: online CPUs)",
+        "HWABSTRACT_MAIA_SPIN_US": "us a queue spins before sleeping (default 50; 0 = never)",
+        "HWABSTRACT_MAIA_TRACE_EVENTS": "trace ring size per device (default 4096; 0 = off)",
+        "HWABSTRACT_MAIA_FAIL_ALLOC": "fault injection: the Nth allocation fails",
+        "HWABSTRACT_MAIA_FAIL_KERNEL": "fault injection: the next launch of this kernel fails",
+        "HWABSTRACT_MAIA_QUEUE_DELAY_US": "fault injection: each command waits this long first",
+    }
 
     def __init__(self) -> None:
         self._count = 0
