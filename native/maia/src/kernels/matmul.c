@@ -21,9 +21,15 @@
 
 #define MR 6
 #define NR 16
+#ifndef KC
 #define KC 256
+#endif
+#ifndef MC
 #define MC 96
+#endif
+#ifndef NC
 #define NC 2048
+#endif
 #define MAX_TASK_ROWS 480
 
 typedef struct mm_ctx {
@@ -70,29 +76,41 @@ ukernel_avx2(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, 
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_loadu_ps(B + k * NR), b1 = _mm256_loadu_ps(B + k * NR + 8);
-        const float *a = A + k * MR;
-        __m256 t;
-        t = _mm256_broadcast_ss(a + 0);
-        c00 = _mm256_fmadd_ps(t, b0, c00);
-        c01 = _mm256_fmadd_ps(t, b1, c01);
-        t = _mm256_broadcast_ss(a + 1);
-        c10 = _mm256_fmadd_ps(t, b0, c10);
-        c11 = _mm256_fmadd_ps(t, b1, c11);
-        t = _mm256_broadcast_ss(a + 2);
-        c20 = _mm256_fmadd_ps(t, b0, c20);
-        c21 = _mm256_fmadd_ps(t, b1, c21);
-        t = _mm256_broadcast_ss(a + 3);
-        c30 = _mm256_fmadd_ps(t, b0, c30);
-        c31 = _mm256_fmadd_ps(t, b1, c31);
-        t = _mm256_broadcast_ss(a + 4);
-        c40 = _mm256_fmadd_ps(t, b0, c40);
-        c41 = _mm256_fmadd_ps(t, b1, c41);
-        t = _mm256_broadcast_ss(a + 5);
-        c50 = _mm256_fmadd_ps(t, b0, c50);
-        c51 = _mm256_fmadd_ps(t, b1, c51);
+#define MK_STEP(kk)                                                                         \
+    do {                                                                                    \
+        const float *bk = B + (kk) * NR, *a = A + (kk) * MR;                                \
+        __m256 b0 = _mm256_load_ps(bk), b1 = _mm256_load_ps(bk + 8), t;                     \
+        t = _mm256_broadcast_ss(a + 0);                                                     \
+        c00 = _mm256_fmadd_ps(t, b0, c00);                                                  \
+        c01 = _mm256_fmadd_ps(t, b1, c01);                                                  \
+        t = _mm256_broadcast_ss(a + 1);                                                     \
+        c10 = _mm256_fmadd_ps(t, b0, c10);                                                  \
+        c11 = _mm256_fmadd_ps(t, b1, c11);                                                  \
+        t = _mm256_broadcast_ss(a + 2);                                                     \
+        c20 = _mm256_fmadd_ps(t, b0, c20);                                                  \
+        c21 = _mm256_fmadd_ps(t, b1, c21);                                                  \
+        t = _mm256_broadcast_ss(a + 3);                                                     \
+        c30 = _mm256_fmadd_ps(t, b0, c30);                                                  \
+        c31 = _mm256_fmadd_ps(t, b1, c31);                                                  \
+        t = _mm256_broadcast_ss(a + 4);                                                     \
+        c40 = _mm256_fmadd_ps(t, b0, c40);                                                  \
+        c41 = _mm256_fmadd_ps(t, b1, c41);                                                  \
+        t = _mm256_broadcast_ss(a + 5);                                                     \
+        c50 = _mm256_fmadd_ps(t, b0, c50);                                                  \
+        c51 = _mm256_fmadd_ps(t, b1, c51);                                                  \
+    } while (0)
+    for (int i = 0; i < MR; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        _mm_prefetch((const char *)(B + (k + 8) * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(B + (k + 10) * NR), _MM_HINT_T0);
+        MK_STEP(k);
+        MK_STEP(k + 1);
+        MK_STEP(k + 2);
+        MK_STEP(k + 3);
     }
+    for (; k < kc; k++) MK_STEP(k);
+#undef MK_STEP
     __m256 r[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < MR; i++) {
         float *c = C + i * ldc;
@@ -369,7 +387,10 @@ int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *s
     int64_t splits = 1;
     if (m.batch < threads) splits = (threads + m.batch - 1) / m.batch;
     int64_t rows = (M + splits - 1) / splits;
-    if (rows > MAX_TASK_ROWS) rows = MAX_TASK_ROWS;
+    /* float32 written in place needs no per-task scratch: one balanced row block per thread
+     * (each packs its own B panels; packing is O(K*N) against O(rows*K*N) arithmetic) */
+    int direct = m.kind == MK_KIND_FLOAT && m.dt == MAIA_FLOAT32 && m.ccs == 1;
+    if (rows > MAX_TASK_ROWS && !direct) rows = MAX_TASK_ROWS;
     rows = (rows + MR - 1) / MR * MR;
     m.rows_per_task = rows;
     m.tasks_per_batch = (M + rows - 1) / rows;
@@ -382,7 +403,7 @@ int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *s
     size_t per;
     if (m.kind == MK_KIND_FLOAT) {
         int64_t ncols = N < NC ? N : NC;
-        per = (size_t)(MC * KC + KC * NC + rows * ncols) * sizeof(float);
+        per = (size_t)(MC * KC + KC * NC + (direct ? 0 : rows * ncols)) * sizeof(float);
     } else {
         per = (size_t)(2 * N) * sizeof(int64_t);
     }
@@ -393,7 +414,7 @@ int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *s
         fb[t] = NULL;
         ib[t] = NULL;
         if (m.kind == MK_KIND_FLOAT)
-            fb[t] = (float *)malloc(per);
+            fb[t] = (float *)aligned_alloc(64, (per + 63) / 64 * 64); /* aligned B panels */
         else
             ib[t] = (int64_t *)malloc(per);
         if (!fb[t] && !ib[t]) ok = 0;
