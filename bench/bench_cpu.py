@@ -17,39 +17,18 @@ work. Each case runs ``--repeat`` times and reports the median.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import harness
 import numpy as np
+from harness import interleaved_medians, table
 
 import hwabstract as hw
-
-
-def _interleaved_medians(
-    a: Callable[[], Any], b: Callable[[], Any], repeat: int
-) -> tuple[float, float]:
-    """Median seconds of ``a`` and of ``b``, sampled alternately so that drift in the
-    machine's speed (shared, virtualized cores) hits both alike."""
-    a()  # warm up (allocations, caches, thread start)
-    b()
-    sa, sb = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()
-        sa.append(t1 - t0)
-        sb.append(t2 - t1)
-    return statistics.median(sa), statistics.median(sb)
 
 
 def _case(
@@ -71,7 +50,7 @@ def _case(
         for _ in range(calls):
             np_op()
 
-    t_hw, t_np = _interleaved_medians(run_hw, run_np, repeat)
+    t_hw, t_np = interleaved_medians(run_hw, run_np, repeat)
     t_hw, t_np = t_hw / calls, t_np / calls
     return {
         "case": name,
@@ -156,31 +135,18 @@ def _table(report: dict[str, Any], markdown: bool) -> str:
         ]
         for r in report["results"]
     ]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))] +
-                     [fmt.format(*row) for row in rows])  # fmt: skip
+    return table(header, rows, markdown)
+
+
+def _title(report: dict[str, Any], repeat: int) -> str:
+    return (
+        f"cpu backend vs {report['peer']} — Python {report['python']}, "
+        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=15, help="runs per case (median kept)")
-    parser.add_argument("--quick", action="store_true", help="fewer and smaller cases")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    args = parser.parse_args(argv)
-    report = run(args.repeat, args.quick)
-    print(f"cpu backend vs {report['peer']} — Python {report['python']}, "
-          f"{report['machine']}, {report['cpu_count']} cores, median of {args.repeat}")  # fmt: skip
-    print(_table(report, args.markdown))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
-    return 0
+    return harness.main(__doc__ or "", run, _title, _table, argv)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,6 @@ Every maia figure that claims completed work includes the synchronize that waits
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
@@ -39,7 +37,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import harness
 import numpy as np
+from harness import interleaved_medians, table
 
 import hwabstract as hw
 
@@ -47,27 +47,6 @@ try:
     from hwabstract_maia import _maia
 except ImportError:  # pragma: no cover - reported below
     _maia = None
-
-
-def _interleaved_medians(
-    a: Callable[[], Any], b: Callable[[], Any], repeat: int, warmup: int = 1
-) -> tuple[float, float]:
-    """Median seconds of ``a`` and of ``b``, sampled alternately so that drift in the
-    machine's speed (shared, virtualized cores) hits both alike. ``warmup`` unrecorded calls
-    of each first (allocations, caches, first touch of memory, thread start)."""
-    for _ in range(warmup):
-        a()
-        b()
-    sa, sb = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a()
-        t1 = time.perf_counter()
-        b()
-        t2 = time.perf_counter()
-        sa.append(t1 - t0)
-        sb.append(t2 - t1)
-    return statistics.median(sa), statistics.median(sb)
 
 
 def _row(name: str, peer: str, t_maia: float, t_peer: float, note: str = "") -> dict[str, Any]:
@@ -200,7 +179,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
             np.add(a8, b8)
 
     for name, fn in (("hw.add", rt_hw), ("C maia_launch", rt_c)):
-        t_m, t_n = _interleaved_medians(fn, rt_np, repeat)
+        t_m, t_n = interleaved_medians(fn, rt_np, repeat)
         results.append(
             _row(f"round trip add f32[8], {name} + sync", "np.add",
                  t_m / rt_calls, t_n / rt_calls, "target <= 20 us")
@@ -239,7 +218,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
     warm = "warm: first touch excluded"
     for name, fn in (("hw.add", hw_add), ("C maia_launch, out preallocated", c_add_run)):
         for peer_name, peer in (("np.add(out=)", np_add), ("memcpy (np.copyto)", memcpy)):
-            t_m, t_p = _interleaved_medians(fn, peer, repeat, warmup=big_warm)
+            t_m, t_p = interleaved_medians(fn, peer, repeat, warmup=big_warm)
             results.append(
                 _row(f"add f32 16 MiB, {name}", peer_name,
                      t_m / big_calls, t_p / big_calls, warm)
@@ -259,7 +238,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
         def np_mm(am: np.ndarray = am, cm: np.ndarray = cm) -> None:
             np.matmul(am, am, out=cm)
 
-        t_m, t_p = _interleaved_medians(hw_mm, np_mm, max(3, repeat // 3))
+        t_m, t_p = interleaved_medians(hw_mm, np_mm, max(3, repeat // 3))
         results.append(
             _row(f"matmul f32[{m},{m}], hw.matmul + sync", "np.matmul (BLAS)", t_m, t_p,
                  f"BLAS/maia = {t_p / t_m:.2f} (target >= 0.7)")
@@ -288,7 +267,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
             s1.synchronize()
             s2.synchronize()
 
-        t_two, t_one = _interleaved_medians(two, one, repeat, warmup=2)
+        t_two, t_one = interleaved_medians(two, one, repeat, warmup=2)
         results.append(
             _row(f"{jobs} x {label} on 2 streams", "the same on 1 stream", t_two, t_one,
                  f"throughput 2 vs 1 = {t_one / t_two:.2f}x (target >= 1.7)")
@@ -322,32 +301,19 @@ def _table(report: dict[str, Any], markdown: bool) -> str:
         ]
         for r in report["results"]
     ]
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths))] +
-                     [fmt.format(*row) for row in rows])  # fmt: skip
+    return table(header, rows, markdown)
+
+
+def _title(report: dict[str, Any], repeat: int) -> str:
+    return (
+        f"{report['device']} (maia:0, {report['kernel_threads']} kernel threads) vs "
+        f"{report['peer']} — Python {report['python']}, {report['machine']}, "
+        f"{report['cpu_count']} cores, median of {repeat}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=15, help="runs per case (median kept)")
-    parser.add_argument("--quick", action="store_true", help="fewer and smaller cases")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    args = parser.parse_args(argv)
-    report = run(args.repeat, args.quick)
-    print(f"{report['device']} (maia:0, {report['kernel_threads']} kernel threads) vs "
-          f"{report['peer']} — Python {report['python']}, {report['machine']}, "
-          f"{report['cpu_count']} cores, median of {args.repeat}")  # fmt: skip
-    print(_table(report, args.markdown))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
-    return 0
+    return harness.main(__doc__ or "", run, _title, _table, argv)
 
 
 if __name__ == "__main__":
