@@ -793,43 +793,69 @@ static void submit(queue *q, cmd *c) {
     pthread_mutex_unlock(&q->mu);
 }
 
+/* The checks and the descriptor both host copies share: a command of `kind` between the
+ * device view `view` and `nbytes` of contiguous host memory at `host`. to_device says which
+ * way the bytes go. On failure the command is freed and the status returned (the caller
+ * still releases the queue). */
+static maia_status host_copy_prepare(queue *q, int kind, const maia_buffer_view *view,
+                                     const void *host, uint64_t nbytes, int to_device,
+                                     const char *what, cmd **out) {
+    cmd *c = cmd_new(q, kind);
+    if (!c) return host_oom(NULL, what);
+    void *data;
+    uint64_t touched;
+    maia_status st = mem_resolve_view(view, q->dev->index, &data, &c->blocks[0], &touched, what);
+    if (st) {
+        free(c); /* no block reference was taken */
+        return st;
+    }
+    c->nblocks = 1;
+    if (touched != nbytes) {
+        st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT,
+                            "%s: the view holds %llu bytes but %llu were given", what,
+                            (unsigned long long)touched, (unsigned long long)nbytes);
+    } else if (nbytes && !host) {
+        st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", what,
+                            to_device ? "src" : "dst");
+    }
+    if (st) {
+        cmd_free(c);
+        return st;
+    }
+    copy_desc *cd = &c->u.copy;
+    cd->ndim = view->ndim;
+    cd->isz = maia_dtype_size(view->dtype);
+    memcpy(cd->shape, view->shape, sizeof(int64_t) * (size_t)view->ndim);
+    if (to_device) {
+        cd->dst = data;
+        cd->src = host;
+        view_byte_strides(view, cd->dstride);
+        contiguous_byte_strides(view->ndim, view->shape, cd->isz, cd->sstride);
+    } else {
+        cd->dst = (void *)host;
+        cd->src = data;
+        view_byte_strides(view, cd->sstride);
+        contiguous_byte_strides(view->ndim, view->shape, cd->isz, cd->dstride);
+    }
+    c->bytes = nbytes;
+    c->link = 0;
+    *out = c;
+    return MAIA_OK;
+}
+
 maia_status maia_copy_h2d(uint64_t qh, const maia_buffer_view *dst, const void *src,
                           uint64_t nbytes) {
     const char *what = "maia_copy_h2d";
     queue *q;
     maia_status st = q_acquire(qh, &q, what);
     if (st) return st;
-    cmd *c = cmd_new(q, C_H2D);
-    if (!c) {
+    cmd *c;
+    st = host_copy_prepare(q, C_H2D, dst, src, nbytes, 1, what, &c);
+    if (st) {
         q_release(q);
-        return host_oom(NULL, what);
-    }
-    void *data;
-    uint64_t touched;
-    st = mem_resolve_view(dst, q->dev->index, &data, &c->blocks[0], &touched, what);
-    if (st) goto fail_nocmdblk;
-    c->nblocks = 1;
-    if (touched != nbytes) {
-        st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT,
-                            "%s: the view holds %llu bytes but %llu were given", what,
-                            (unsigned long long)touched, (unsigned long long)nbytes);
-        goto fail;
-    }
-    if (nbytes && !src) {
-        st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "%s: src is NULL", what);
-        goto fail;
+        return st;
     }
     copy_desc *cd = &c->u.copy;
-    cd->dst = data;
-    cd->src = src;
-    cd->ndim = dst->ndim;
-    cd->isz = maia_dtype_size(dst->dtype);
-    memcpy(cd->shape, dst->shape, sizeof(int64_t) * (size_t)dst->ndim);
-    view_byte_strides(dst, cd->dstride);
-    contiguous_byte_strides(dst->ndim, dst->shape, cd->isz, cd->sstride);
-    c->bytes = nbytes;
-    c->link = 0;
-
     pthread_mutex_lock(&q->mu);
     if (atomic_load(&q->completed) == q->submitted) {
         /* idle queue: nothing before this command can touch dst, copy now */
@@ -853,14 +879,6 @@ maia_status maia_copy_h2d(uint64_t qh, const maia_buffer_view *dst, const void *
     }
     q_release(q);
     return MAIA_OK;
-fail:
-    cmd_free(c);
-    q_release(q);
-    return st;
-fail_nocmdblk:
-    free(c);
-    q_release(q);
-    return st;
 }
 
 maia_status maia_copy_d2h(uint64_t qh, void *dst, uint64_t nbytes, const maia_buffer_view *src) {
@@ -868,45 +886,9 @@ maia_status maia_copy_d2h(uint64_t qh, void *dst, uint64_t nbytes, const maia_bu
     queue *q;
     maia_status st = q_acquire(qh, &q, what);
     if (st) return st;
-    cmd *c = cmd_new(q, C_D2H);
-    if (!c) {
-        q_release(q);
-        return host_oom(NULL, what);
-    }
-    void *data;
-    uint64_t touched;
-    st = mem_resolve_view(src, q->dev->index, &data, &c->blocks[0], &touched, what);
-    if (st) {
-        free(c);
-        q_release(q);
-        return st;
-    }
-    c->nblocks = 1;
-    if (touched != nbytes) {
-        st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT,
-                            "%s: the view holds %llu bytes but %llu were given", what,
-                            (unsigned long long)touched, (unsigned long long)nbytes);
-        goto fail;
-    }
-    if (nbytes && !dst) {
-        st = maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "%s: dst is NULL", what);
-        goto fail;
-    }
-    copy_desc *cd = &c->u.copy;
-    cd->dst = dst;
-    cd->src = data;
-    cd->ndim = src->ndim;
-    cd->isz = maia_dtype_size(src->dtype);
-    memcpy(cd->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim);
-    view_byte_strides(src, cd->sstride);
-    contiguous_byte_strides(src->ndim, src->shape, cd->isz, cd->dstride);
-    c->bytes = nbytes;
-    c->link = 0;
-    submit(q, c);
-    q_release(q);
-    return MAIA_OK;
-fail:
-    cmd_free(c);
+    cmd *c;
+    st = host_copy_prepare(q, C_D2H, src, dst, nbytes, 0, what, &c);
+    if (!st) submit(q, c);
     q_release(q);
     return st;
 }
