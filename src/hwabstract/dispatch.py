@@ -22,7 +22,7 @@ from .backend import Operand
 from .dtypes import DType
 from .errors import DeviceError, DTypeError, ShapeError, StreamError, UnsupportedError
 from .kernels import KernelSpec, get_spec
-from .stream import Stream, current_stream
+from .stream import Stream, _stacks, current_stream
 from .tensor import Storage, Tensor, contiguous_strides
 
 if TYPE_CHECKING:
@@ -172,16 +172,11 @@ class _Plan(NamedTuple):
     result_size: int
     attrs: Mapping[str, Any]
     has_empty: bool  #: some input is empty (its operand needs normalizing)
+    any_cast: bool  #: some entry of ``cast`` is true
 
 
 _PLANS: dict[tuple[Any, ...], _Plan] = {}
 _PLANS_MAX = 4096
-
-
-def _signature(op: Any) -> Any:
-    if isinstance(op, Tensor):
-        return (op._dtype, op._shape)
-    return type(op)  # a scalar (its value is checked when it is uploaded) or None
 
 
 def _make_plan(
@@ -240,7 +235,7 @@ def _make_plan(
     return _Plan(
         compute, out_dtypes[0], tuple(scalar_dtypes), tuple(cast_flags), targets,
         result_shape, contiguous_strides(result_shape), math.prod(result_shape), norm_attrs,
-        has_empty,
+        has_empty, any(cast_flags),
     )  # fmt: skip
 
 
@@ -259,15 +254,40 @@ def launch(
     """
     if isinstance(spec, str):
         spec = get_spec(spec)
-    name = spec.name
-    if out is not None and not isinstance(out, Tensor):
-        raise DTypeError(f"{name}(out=...) takes a hwabstract Tensor, got {type(out).__name__}")
-    device = common_device(operands, out, name)
-    stream = resolve_stream(device, stream)
+    # One pass over the operands builds the call's signature and finds the device; anything
+    # unusual (no tensor, several devices, a foreign object) goes to common_device, which
+    # explains what is wrong.
+    device: Any = None
+    signature: list[Any] = []
+    usual = True
+    for op in operands:
+        if isinstance(op, Tensor):
+            op_device = op._storage.device
+            if device is None:
+                device = op_device
+            elif op_device is not device:
+                usual = False
+            signature.append((op._dtype, op._shape))
+        else:
+            if not (op is None or isinstance(op, _SCALARS)):
+                usual = False
+            signature.append(type(op))
+    if out is not None and (not isinstance(out, Tensor) or out._storage.device is not device):
+        usual = False
+    if not usual or device is None:
+        if out is not None and not isinstance(out, Tensor):
+            raise DTypeError(
+                f"{spec.name}(out=...) takes a hwabstract Tensor, got {type(out).__name__}"
+            )
+        device = common_device(operands, out, spec.name)
+    if stream is None:
+        stack = _stacks().get(device)
+        stream = stack[-1] if stack else device.default_stream
+    else:
+        stream = resolve_stream(device, stream)
 
     key: tuple[Any, ...] | None = (
-        spec, device, tuple(map(_signature, operands)),
-        tuple(attrs.items()) if attrs else (),
+        spec, device, tuple(signature), tuple(attrs.items()) if attrs else ()
     )  # fmt: skip
     try:
         plan = _PLANS.get(key)  # type: ignore[arg-type]
@@ -288,26 +308,32 @@ def launch(
         if scalar_dtype is not None:
             op = scalar_tensor(device, op, scalar_dtype, stream)
         else:
-            op._storage.order_before(stream)
+            writer = op._storage.last_stream
+            if writer is not None and writer is not stream:
+                op._storage.order_before(stream)
         tensors.append(op)
-    for i, needs_cast in enumerate(plan.cast):
-        if needs_cast:
-            tensors[i] = cast(tensors[i], plan.compute, stream)
+    if plan.any_cast:
+        for i, needs_cast in enumerate(plan.cast):
+            if needs_cast:
+                tensors[i] = cast(tensors[i], plan.compute, stream)
 
     inputs = [t._operand(target) for t, target in zip(tensors, plan.targets)]
     if plan.has_empty:
         inputs = [_normalized(op) for op in inputs]
-    result_shape = plan.result_shape
     if out is not None:
-        if out.shape != result_shape:
+        result_shape = plan.result_shape
+        name = spec.name
+        if out._shape != result_shape:
             raise ShapeError(
                 f"{name}(out=...) needs shape {result_shape}, the given tensor has {out.shape}"
             )
-        if out.dtype is not plan.out_dtype:
+        if out._dtype is not plan.out_dtype:
             raise DTypeError(
                 f"{name}(out=...) needs dtype {plan.out_dtype}, the given tensor is {out.dtype}"
             )
-        out._storage.order_before(stream)
+        writer = out._storage.last_stream
+        if writer is not None and writer is not stream:
+            out._storage.order_before(stream)
         if _aliases_unsafely(out, tensors, spec, plan.targets):
             tmp = allocate(device, result_shape, plan.out_dtype)
             _queue(device, stream, name, inputs, tmp, plan.attrs, plan.result_size)
@@ -318,8 +344,12 @@ def launch(
         # shape and dtype were validated when the plan was made
         out_dtype = plan.out_dtype
         storage = Storage(device, plan.result_size * out_dtype.itemsize)
-        result = Tensor._wrap(storage, out_dtype, result_shape, plan.result_strides)
-    _queue(device, stream, name, inputs, result, plan.attrs, plan.result_size)
+        result = Tensor._wrap(storage, out_dtype, plan.result_shape, plan.result_strides)
+    if plan.result_size:
+        device._impl.launch(stream.handle, spec.name, inputs, [result._operand()], plan.attrs)
+    storage = result._storage
+    storage.last_stream = stream  # (Storage.mark_written, inlined on this hot path)
+    storage.synced = ()
     return result
 
 

@@ -121,13 +121,14 @@ class Tensor:
     """An n-dimensional array on a device. Create with :func:`hwabstract.asarray`,
     :func:`hwabstract.zeros` and friends; compute with the kernel functions or operators."""
 
-    __slots__ = ("__weakref__", "_dtype", "_offset", "_shape", "_storage", "_strides")
+    __slots__ = ("__weakref__", "_dtype", "_offset", "_op", "_shape", "_storage", "_strides")
 
     _storage: Storage
     _dtype: DType
     _shape: tuple[int, ...]
     _strides: tuple[int, ...]
     _offset: int
+    _op: Operand | None
 
     __array_ufunc__ = None  # NumPy must not silently compute on our tensors on the host
     __hash__ = None  # type: ignore[assignment]  # == is elementwise
@@ -150,6 +151,7 @@ class Tensor:
         self._shape = shape
         self._strides = contiguous_strides(shape) if strides is None else strides
         self._offset = offset
+        self._op = None  # the Operand, built on first use (the metadata never changes)
         return self
 
     # -- metadata -----------------------------------------------------------------------------
@@ -198,7 +200,12 @@ class Tensor:
         if storage.buffer is None:
             raise DeviceError("this tensor's memory was released")
         if target is None or target == self._shape:
-            return Operand(storage.buffer, self._dtype, self._shape, self._strides, self._offset)
+            op = self._op
+            if op is None:
+                op = self._op = Operand(
+                    storage.buffer, self._dtype, self._shape, self._strides, self._offset
+                )
+            return op
         shape, strides = _broadcast_layout(self._shape, self._strides, target)
         return Operand(storage.buffer, self._dtype, shape, strides, self._offset)
 

@@ -331,3 +331,19 @@ def test_events_report_modeled_maia_time_through_the_public_api(dev: hw.Device) 
     # 2*256^3 flops at the assumed 0.3125 PFLOPS float32 rate, or bytes at 7 TB/s, + launch
     assert 0.0 < modeled < 0.1
     assert modeled == dev._impl.modeled_elapsed_ms(start, end)
+
+
+def test_many_views_of_one_buffer_each_launch_on_their_own_elements(dev: hw.Device) -> None:
+    # The backend caches filled view structs per buffer, keyed by dtype, shape, strides and
+    # offset, and evicts when a buffer has many: every view must still address its elements,
+    # on first use, on reuse, and after eviction.
+    a = _rand(40, 8)
+    x = hw.asarray(a, device=dev)
+    views = [(x[i], a[i]) for i in range(40)] + [(x[i : i + 2, ::2], a[i : i + 2, ::2])
+                                               for i in range(0, 38, 3)]  # fmt: skip
+    for _ in range(3):
+        for view, expected in views:
+            np.testing.assert_array_equal(hw.multiply(view, 2.0).numpy(), expected * 2.0)
+            out = hw.empty(view.shape, dtype=hw.float32, device=dev)
+            hw.add(view, view, out=out)
+            np.testing.assert_array_equal(out.numpy(), expected + expected)

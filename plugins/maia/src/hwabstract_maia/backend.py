@@ -121,6 +121,10 @@ _KERNEL_NAMES: dict[str, bytes] = {}
 _scratch = threading.local()
 
 
+_VIEWS_PER_BUFFER = 16
+_UNSEEN = object()
+
+
 def _launch_views(n_inputs: int, n_outputs: int) -> tuple[Any, Any]:
     """View arrays for a launch with ``n_inputs`` and ``n_outputs`` operands."""
     if n_inputs > _MAX_OPERANDS or n_outputs > _MAX_OPERANDS:
@@ -141,13 +145,16 @@ def _launch_views(n_inputs: int, n_outputs: int) -> tuple[Any, Any]:
 class MaiaBuffer:
     """A libmaia buffer handle and the device that owns it."""
 
-    __slots__ = ("device", "freed", "handle", "nbytes")
+    __slots__ = ("device", "freed", "handle", "nbytes", "views")
 
     def __init__(self, device: int, handle: int, nbytes: int) -> None:
         self.device = device
         self.handle = handle
         self.nbytes = nbytes
         self.freed = False
+        #: filled ``maia_buffer_view`` structs of this buffer, by (dtype, shape, strides,
+        #: offset): a launch copies a cached struct instead of filling one field by field
+        self.views: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         return f"<MaiaBuffer maia:{self.device} {self.nbytes} B handle={self.handle:#x}>"
@@ -684,6 +691,23 @@ class MaiaBackend(Backend):
             view.shape[0:ndim] = op.shape
             view.strides[0:ndim] = op.strides
 
+    def _cached_view(self, array: Any, i: int, op: Operand) -> None:
+        """Fill ``array[i]`` with the view of ``op``. A view seen a second time is cached on
+        its buffer (a handful per buffer), and later launches copy the cached struct instead
+        of filling it field by field; a fresh result, used once, is not worth caching."""
+        views = op.buffer.views
+        key = op[1:]
+        view = views.get(key, _UNSEEN)
+        if view is _UNSEEN or view is None:
+            if len(views) >= _VIEWS_PER_BUFFER:
+                views.clear()
+            if view is _UNSEEN:
+                views[key] = None
+                self._fill_view(array[i], op)
+                return
+            view = views[key] = self._view(op)
+        array[i] = view[0]
+
     def _view(self, op: Operand) -> Any:
         view = _ffi.new("maia_buffer_view *")
         self._fill_view(view, op)
@@ -736,11 +760,11 @@ class MaiaBackend(Backend):
     ) -> None:
         handle = self._live(stream)
         ins, outs = _launch_views(len(inputs), len(outputs))
-        fill = self._fill_view
+        cached = self._cached_view
         for i, op in enumerate(inputs):
-            fill(ins[i], op)
+            cached(ins, i, op)
         for i, op in enumerate(outputs):
-            fill(outs[i], op)
+            cached(outs, i, op)
         # most launches have no attributes: libmaia reads NULL as all-zero attributes
         attrs = self._attrs(attributes) if attributes else _ffi.NULL
         name = _KERNEL_NAMES.get(kernel)
