@@ -33,6 +33,14 @@
 extern "C" {
 #endif
 
+/* The public API is the only thing libmaia.so exports: the library is built with
+ * -fvisibility=hidden and every function below is marked MAIA_API. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MAIA_API __attribute__((visibility("default")))
+#else
+#define MAIA_API
+#endif
+
 #define MAIA_VERSION_MAJOR 0
 #define MAIA_VERSION_MINOR 1
 #define MAIA_VERSION_PATCH 0
@@ -75,7 +83,7 @@ typedef struct maia_config {
 /* Start the runtime. cfg may be NULL (everything from the environment or defaults). Fields
  * left 0 take their environment variable, then the default. Fault-injection variables are
  * read here too (see maia_fault_*). */
-maia_status maia_init(const maia_config *cfg);
+MAIA_API maia_status maia_init(const maia_config *cfg);
 
 /* Stop the runtime: signals every unsignaled user event, drains and destroys every queue,
  * releases every buffer and event and unmaps the arenas. Returns MAIA_OK if the caller had
@@ -87,16 +95,16 @@ typedef struct maia_leak_report {
     uint64_t queues;
     uint64_t events;
 } maia_leak_report;
-maia_status maia_shutdown(maia_leak_report *report);
+MAIA_API maia_status maia_shutdown(maia_leak_report *report);
 
 /* 1 when the runtime is running. */
-int maia_is_initialized(void);
+MAIA_API int maia_is_initialized(void);
 
-const char *maia_status_name(int status); /* "MAIA_ERROR_DOUBLE_FREE"; "MAIA_STATUS_UNKNOWN" */
-const char *maia_last_error(void);        /* this thread's last message; "" if none */
-void maia_clear_error(void);
-void maia_version(int *major, int *minor, int *patch); /* any pointer may be NULL */
-const char *maia_version_string(void);
+MAIA_API const char *maia_status_name(int status); /* "MAIA_ERROR_DOUBLE_FREE"; "MAIA_STATUS_UNKNOWN" */
+MAIA_API const char *maia_last_error(void);        /* this thread's last message; "" if none */
+MAIA_API void maia_clear_error(void);
+MAIA_API void maia_version(int *major, int *minor, int *patch); /* any pointer may be NULL */
+MAIA_API const char *maia_version_string(void);
 
 /* ---- devices -------------------------------------------------------------------------- */
 
@@ -147,14 +155,14 @@ typedef struct maia_device_counters {
     double wall_busy_ns;        /* sum of host wall time spent executing commands */
 } maia_device_counters;
 
-maia_status maia_device_count(int32_t *count);
-maia_status maia_device_get_info(int32_t device, maia_device_info *info);
-maia_status maia_device_get_model(int32_t device, maia_perf_model *model);
-maia_status maia_device_memory_stats(int32_t device, maia_memory_stats *stats);
-maia_status maia_device_get_counters(int32_t device, maia_device_counters *counters);
+MAIA_API maia_status maia_device_count(int32_t *count);
+MAIA_API maia_status maia_device_get_info(int32_t device, maia_device_info *info);
+MAIA_API maia_status maia_device_get_model(int32_t device, maia_perf_model *model);
+MAIA_API maia_status maia_device_memory_stats(int32_t device, maia_memory_stats *stats);
+MAIA_API maia_status maia_device_get_counters(int32_t device, maia_device_counters *counters);
 /* Block until every queue of the device has drained; reports nothing (errors stay with their
  * queues). */
-maia_status maia_device_synchronize(int32_t device);
+MAIA_API maia_status maia_device_synchronize(int32_t device);
 
 /* ---- memory --------------------------------------------------------------------------- */
 
@@ -162,12 +170,12 @@ maia_status maia_device_synchronize(int32_t device);
  * to MAIA_ALLOC_ALIGNMENT. OOM returns MAIA_ERROR_OUT_OF_MEMORY with requested, free,
  * largest-free-block and capacity figures in the message (maia_device_memory_stats gives
  * them as numbers). New memory is zero only the first time the arena hands it out. */
-maia_status maia_malloc(int32_t device, uint64_t nbytes, uint64_t *buffer);
+MAIA_API maia_status maia_malloc(int32_t device, uint64_t nbytes, uint64_t *buffer);
 /* Release a buffer of `device`. Returns at once; if queued commands still use the buffer its
  * memory becomes reusable when the last of them has finished (stream-ordered free). */
-maia_status maia_free(int32_t device, uint64_t buffer);
+MAIA_API maia_status maia_free(int32_t device, uint64_t buffer);
 /* Size the buffer was allocated with (as requested). */
-maia_status maia_buffer_size(int32_t device, uint64_t buffer, uint64_t *nbytes);
+MAIA_API maia_status maia_buffer_size(int32_t device, uint64_t buffer, uint64_t *nbytes);
 
 /* A strided view over a buffer: element (i0, i1, ...) lives at byte
  * offset + sum(ik * strides[k]) * itemsize(dtype). Strides are in elements and may be zero
@@ -182,20 +190,20 @@ typedef struct maia_buffer_view {
 } maia_buffer_view;
 
 /* Size in bytes of one element of `dtype`, 0 if unknown. */
-size_t maia_dtype_size(int32_t dtype);
+MAIA_API size_t maia_dtype_size(int32_t dtype);
 
 /* ---- queues --------------------------------------------------------------------------- */
 
-maia_status maia_queue_create(int32_t device, uint64_t *queue);
+MAIA_API maia_status maia_queue_create(int32_t device, uint64_t *queue);
 /* Drains the queue (waits for its commands), stops its worker and releases it. Returns an
  * unreported command failure of the queue, if there was one (the queue is released anyway). */
-maia_status maia_queue_destroy(uint64_t queue);
+MAIA_API maia_status maia_queue_destroy(uint64_t queue);
 /* Block until every command submitted before this call has finished. Returns
  * MAIA_ERROR_KERNEL_FAILED once for the first unreported failure of the queue. */
-maia_status maia_queue_synchronize(uint64_t queue);
+MAIA_API maia_status maia_queue_synchronize(uint64_t queue);
 /* MAIA_OK if everything submitted has finished, MAIA_NOT_READY if not; an unreported failure
  * is returned (once) before either. */
-maia_status maia_queue_query(uint64_t queue);
+MAIA_API maia_status maia_queue_query(uint64_t queue);
 
 typedef struct maia_queue_info {
     int32_t device;
@@ -205,28 +213,28 @@ typedef struct maia_queue_info {
     double modeled_clock_ns; /* the queue's modeled timeline */
     uint32_t delay_us;    /* injected delay per command */
 } maia_queue_info;
-maia_status maia_queue_get_info(uint64_t queue, maia_queue_info *info);
+MAIA_API maia_status maia_queue_get_info(uint64_t queue, maia_queue_info *info);
 
 /* ---- commands (all asynchronous) ------------------------------------------------------ */
 
 /* Host -> device. `src` holds the elements of `dst`'s shape in C order (nbytes must equal
  * elements * itemsize). The source is read before this returns (directly into device memory
  * if the queue is idle, otherwise into a staging copy): the caller may reuse it at once. */
-maia_status maia_copy_h2d(uint64_t queue, const maia_buffer_view *dst, const void *src,
+MAIA_API maia_status maia_copy_h2d(uint64_t queue, const maia_buffer_view *dst, const void *src,
                           uint64_t nbytes);
 /* Device -> host into `dst` (C order, nbytes == elements * itemsize). dst must stay valid and
  * untouched until the queue (or a later event) is synchronized. */
-maia_status maia_copy_d2h(uint64_t queue, void *dst, uint64_t nbytes,
+MAIA_API maia_status maia_copy_d2h(uint64_t queue, void *dst, uint64_t nbytes,
                           const maia_buffer_view *src);
 /* Device -> device, any strides; same shape and element size. dst must be on the queue's
  * device; src may be on any device (a peer copy, modeled at the peer bandwidth). Overlapping
  * src and dst give unspecified contents, never a crash. */
-maia_status maia_copy_d2d(uint64_t queue, const maia_buffer_view *dst,
+MAIA_API maia_status maia_copy_d2d(uint64_t queue, const maia_buffer_view *dst,
                           const maia_buffer_view *src);
 /* Launch kernel `kernel` (a hwabstract kernel name) with resolved operands. Every operand's
  * buffer must belong to the queue's device. attrs may be NULL (all zero). The kernel runs on
  * the queue's worker; its failure is reported at the next synchronization. */
-maia_status maia_launch(uint64_t queue, const char *kernel, const maia_buffer_view *inputs,
+MAIA_API maia_status maia_launch(uint64_t queue, const char *kernel, const maia_buffer_view *inputs,
                         int32_t n_inputs, const maia_buffer_view *outputs, int32_t n_outputs,
                         const maia_attrs *attrs);
 
@@ -234,42 +242,42 @@ maia_status maia_launch(uint64_t queue, const char *kernel, const maia_buffer_vi
 
 /* Record an event at the current end of `queue`; it is reached when the queue gets there,
  * capturing the host monotonic time and the queue's modeled clock. */
-maia_status maia_event_record(uint64_t queue, uint64_t *event);
+MAIA_API maia_status maia_event_record(uint64_t queue, uint64_t *event);
 /* Later commands of `queue` wait until `event` is reached (an event of any queue of any
  * device, or a user event). Blocks only the queue's worker, never the caller. */
-maia_status maia_queue_wait_event(uint64_t queue, uint64_t event);
+MAIA_API maia_status maia_queue_wait_event(uint64_t queue, uint64_t event);
 /* MAIA_OK if reached, MAIA_NOT_READY if not. */
-maia_status maia_event_query(uint64_t event);
+MAIA_API maia_status maia_event_query(uint64_t event);
 /* Block until reached. Returns MAIA_ERROR_KERNEL_FAILED once if a command of the event's
  * queue before it failed and that failure was not reported yet. */
-maia_status maia_event_synchronize(uint64_t event);
+MAIA_API maia_status maia_event_synchronize(uint64_t event);
 /* Milliseconds from `start` to `end` (both reached; MAIA_NOT_READY otherwise): host wall
  * time at execution and modeled Maia 200 time. Either output pointer may be NULL. Events on
  * different queues compare their own timelines (meaningful when the queues are ordered by
  * waits). User events have no time (MAIA_ERROR_INVALID_ARGUMENT). */
-maia_status maia_event_elapsed(uint64_t start, uint64_t end, double *wall_ms,
+MAIA_API maia_status maia_event_elapsed(uint64_t start, uint64_t end, double *wall_ms,
                                double *modeled_ms);
 /* Where the event sits: its queue handle (0 for a user event) and sequence number. */
-maia_status maia_event_get_info(uint64_t event, uint64_t *queue, uint64_t *sequence);
+MAIA_API maia_status maia_event_get_info(uint64_t event, uint64_t *queue, uint64_t *sequence);
 /* Release the handle. Queued waits on the event still work. Destroying an unsignaled user
  * event signals it. */
-maia_status maia_event_destroy(uint64_t event);
+MAIA_API maia_status maia_event_destroy(uint64_t event);
 /* A user event (like OpenCL's clCreateUserEvent): reached when the host signals it. Queues
  * can wait on it; it lets a host gate work deterministically (tests). */
-maia_status maia_user_event_create(uint64_t *event);
-maia_status maia_user_event_signal(uint64_t event);
+MAIA_API maia_status maia_user_event_create(uint64_t *event);
+MAIA_API maia_status maia_user_event_signal(uint64_t event);
 
 /* ---- fault injection ------------------------------------------------------------------ */
 
 /* The nth allocation from now on `device` (1 = the next) fails with OUT_OF_MEMORY, once.
  * n == 0 disarms. Env: HWABSTRACT_MAIA_FAIL_ALLOC=n (every device). */
-maia_status maia_fault_fail_allocation(int32_t device, uint64_t nth);
+MAIA_API maia_status maia_fault_fail_allocation(int32_t device, uint64_t nth);
 /* The next launch of `kernel` submitted on `device` fails with KERNEL_FAILED ("injected
  * fault") when it executes, without running. NULL disarms. Env: HWABSTRACT_MAIA_FAIL_KERNEL. */
-maia_status maia_fault_fail_kernel(int32_t device, const char *kernel);
+MAIA_API maia_status maia_fault_fail_kernel(int32_t device, const char *kernel);
 /* Every command of `queue` is delayed by `us` microseconds of host time before executing
  * (0 = none). Env: HWABSTRACT_MAIA_QUEUE_DELAY_US (every new queue). */
-maia_status maia_fault_queue_delay(uint64_t queue, uint32_t us);
+MAIA_API maia_status maia_fault_queue_delay(uint64_t queue, uint32_t us);
 
 /* ---- timeline trace ------------------------------------------------------------------- *
  * Each device keeps a ring buffer of the commands its queues executed, one entry per command,
@@ -316,14 +324,14 @@ typedef struct maia_trace_info {
 } maia_trace_info;
 
 /* Resize the ring of `device` (0 stops recording). Clears what it held. */
-maia_status maia_trace_set_capacity(int32_t device, uint64_t entries);
-maia_status maia_trace_get_info(int32_t device, maia_trace_info *info);
+MAIA_API maia_status maia_trace_set_capacity(int32_t device, uint64_t entries);
+MAIA_API maia_status maia_trace_get_info(int32_t device, maia_trace_info *info);
 /* Forget the entries held and reset the recorded/dropped counts. */
-maia_status maia_trace_clear(int32_t device);
+MAIA_API maia_status maia_trace_clear(int32_t device);
 /* Copy up to `capacity` held entries into `out`, oldest first (per queue: in sequence order);
  * *count = entries copied, *dropped = entries lost to wraparound since the last clear (either
  * pointer may be NULL). Does not remove them. out may be NULL when capacity is 0. */
-maia_status maia_trace_read(int32_t device, maia_trace_entry *out, uint64_t capacity,
+MAIA_API maia_status maia_trace_read(int32_t device, maia_trace_entry *out, uint64_t capacity,
                             uint64_t *count, uint64_t *dropped);
 
 #ifdef __cplusplus

@@ -124,7 +124,7 @@ static maia_status oom(device *d, uint64_t nbytes, uint64_t need, const char *wh
 }
 
 maia_status maia_malloc(int32_t index, uint64_t nbytes, uint64_t *out) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!out) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_malloc: buffer is NULL");
@@ -189,7 +189,7 @@ maia_status maia_malloc(int32_t index, uint64_t nbytes, uint64_t *out) {
 }
 
 maia_status maia_free(int32_t index, uint64_t h) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     pthread_mutex_lock(&d->mu);
@@ -225,7 +225,7 @@ void mem_release_ref(block *b) {
 }
 
 maia_status maia_buffer_size(int32_t index, uint64_t h, uint64_t *nbytes) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!nbytes) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_buffer_size: nbytes is NULL");
@@ -238,7 +238,7 @@ maia_status maia_buffer_size(int32_t index, uint64_t h, uint64_t *nbytes) {
 }
 
 maia_status maia_device_memory_stats(int32_t index, maia_memory_stats *s) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!s) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_device_memory_stats: stats is NULL");
@@ -300,7 +300,7 @@ maia_status mem_resolve_view(const maia_buffer_view *v, int want_device, void **
                               (unsigned long long)v->buffer);
     }
     int dev_index = v->buffer ? handle_device(v->buffer) : 0;
-    device *d;
+    device *d = NULL;
     if (v->buffer == 0 || dev_index >= g_rt->ndev) {
         return maia_set_error(MAIA_ERROR_INVALID_HANDLE,
                               "%s: 0x%016llx is not a buffer handle issued by this runtime", what,

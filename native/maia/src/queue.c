@@ -560,7 +560,7 @@ static maia_status take_error(queue *q) {
 /* ---- queues --------------------------------------------------------------------------- */
 
 maia_status maia_queue_create(int32_t index, uint64_t *out) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!out) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_queue_create: queue is NULL");
@@ -730,7 +730,7 @@ maia_status maia_fault_queue_delay(uint64_t h, uint32_t us) {
 }
 
 maia_status maia_device_synchronize(int32_t index) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     pthread_mutex_lock(&d->mu);

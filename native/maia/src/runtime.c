@@ -342,7 +342,7 @@ maia_status maia_device_count(int32_t *count) {
 }
 
 maia_status maia_device_get_info(int32_t index, maia_device_info *info) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!info) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_device_get_info: info is NULL");
@@ -362,7 +362,7 @@ maia_status maia_device_get_info(int32_t index, maia_device_info *info) {
 }
 
 maia_status maia_device_get_model(int32_t index, maia_perf_model *model) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!model) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_device_get_model: model is NULL");
@@ -371,7 +371,7 @@ maia_status maia_device_get_model(int32_t index, maia_perf_model *model) {
 }
 
 maia_status maia_device_get_counters(int32_t index, maia_device_counters *c) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!c) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_device_get_counters: counters is NULL");
@@ -386,7 +386,7 @@ maia_status maia_device_get_counters(int32_t index, maia_device_counters *c) {
 }
 
 maia_status maia_fault_fail_allocation(int32_t index, uint64_t nth) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     pthread_mutex_lock(&d->mu);
@@ -396,7 +396,7 @@ maia_status maia_fault_fail_allocation(int32_t index, uint64_t nth) {
 }
 
 maia_status maia_fault_fail_kernel(int32_t index, const char *kernel) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (kernel && (!*kernel || strlen(kernel) > MAIA_MAX_KERNEL_NAME))

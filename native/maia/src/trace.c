@@ -52,7 +52,7 @@ void trace_push(device *d, const maia_trace_entry *e) {
 }
 
 maia_status maia_trace_set_capacity(int32_t index, uint64_t entries) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (entries > MAIA_TRACE_MAX_EVENTS)
@@ -79,7 +79,7 @@ maia_status maia_trace_set_capacity(int32_t index, uint64_t entries) {
 }
 
 maia_status maia_trace_get_info(int32_t index, maia_trace_info *info) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (!info) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_trace_get_info: info is NULL");
@@ -93,7 +93,7 @@ maia_status maia_trace_get_info(int32_t index, maia_trace_info *info) {
 }
 
 maia_status maia_trace_clear(int32_t index) {
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     pthread_mutex_lock(&d->trace_mu);
@@ -106,7 +106,7 @@ maia_status maia_trace_read(int32_t index, maia_trace_entry *out, uint64_t capac
                             uint64_t *count, uint64_t *dropped) {
     if (count) *count = 0;
     if (dropped) *dropped = 0;
-    device *d;
+    device *d = NULL;
     maia_status st = rt_device(index, &d);
     if (st) return st;
     if (capacity && !out)

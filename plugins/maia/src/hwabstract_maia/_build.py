@@ -269,7 +269,7 @@ ffibuilder.set_source(
     '#include "maia.h"\n',
     sources=SOURCES,
     include_dirs=[(NATIVE / "include").as_posix(), (NATIVE / "src").as_posix()],
-    extra_compile_args=["-std=c11", "-O2", "-pthread"],
+    extra_compile_args=["-std=c11", "-O2", "-pthread", "-fvisibility=hidden"],
     extra_link_args=["-pthread"],
     libraries=["m"],
 )
