@@ -45,6 +45,7 @@ typedef struct mm_ctx {
     int64_t rows_per_task, tasks_per_batch, ntasks;
     int nthreads;
     int avx2;
+    int64_t ap_elems, bp_elems; /* floats of the packed A block and B panel, rounded to 64 B */
     float **fbuf;   /* per thread: packed A, packed B, C scratch */
     int64_t **ibuf; /* per thread: accumulator row, B row */
 } mm_ctx;
@@ -210,8 +211,8 @@ static void task_float(const mm_ctx *m, int t, int64_t bi, int64_t r0, int64_t r
     const char *b = m->b + bo * (int64_t)m->es;
     char *c = m->c + co * (int64_t)m->es;
     float *Ap = m->fbuf[t];
-    float *Bp = Ap + (int64_t)MC * KC;
-    float *scratch = Bp + (int64_t)KC * NC;
+    float *Bp = Ap + m->ap_elems;
+    float *scratch = Bp + m->bp_elems;
     int direct = m->dt == MAIA_FLOAT32 && m->ccs == 1;
     int64_t rows = r1 - r0;
     for (int64_t j0 = 0; j0 < m->N; j0 += NC) {
@@ -399,11 +400,19 @@ int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *s
     m.nthreads = threads;
     m.avx2 = cpu_has_avx2_fma();
 
-    /* per-thread buffers, allocated here so a failure is reported, not crashed on */
+    /* per-thread buffers, allocated here so a failure is reported, not crashed on, and
+     * sized to the problem: a small matmul gets small buffers from the heap instead of
+     * fresh pages of a full-size panel (an mmap and munmap per call, which serialize the
+     * queues' threads on the process's memory map) */
     size_t per;
     if (m.kind == MK_KIND_FLOAT) {
         int64_t ncols = N < NC ? N : NC;
-        per = (size_t)(MC * KC + KC * NC + (direct ? 0 : rows * ncols)) * sizeof(float);
+        int64_t kc = K < KC ? K : KC;
+        int64_t mc = rows < MC ? rows : MC; /* rows is a multiple of MR */
+        int64_t nc = (ncols + NR - 1) / NR * NR;
+        m.ap_elems = (mc * kc + 15) / 16 * 16;
+        m.bp_elems = (kc * nc + 15) / 16 * 16;
+        per = (size_t)(m.ap_elems + m.bp_elems + (direct ? 0 : rows * ncols)) * sizeof(float);
     } else {
         per = (size_t)(2 * N) * sizeof(int64_t);
     }
