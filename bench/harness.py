@@ -14,16 +14,24 @@ from hwabstract.cli import format_table
 
 
 def interleaved_medians(
-    a: Callable[[], Any], b: Callable[[], Any], repeat: int, warmup: int = 1
-) -> tuple[float, float]:
+    a: Callable[[], Any], b: Callable[[], Any], repeat: int, warmup: int = 1,
+    settle: float = 0.0,
+) -> tuple[float, float]:  # fmt: skip
     """Median seconds of ``a`` and of ``b``, sampled alternately so that drift in the
     machine's speed (shared, virtualized cores) hits both alike. ``warmup`` unrecorded calls
-    of each first (allocations, caches, first touch of memory, thread start)."""
+    of each first (allocations, caches, first touch of memory, thread start).
+
+    ``settle`` seconds of untimed sleep precede each sample of ``a``: OpenBLAS's worker
+    threads busy-wait for a while after every BLAS call (its thread timeout), so a sample
+    taken right after ``b`` ran a multithreaded BLAS call would compete with them for the
+    cores."""
     for _ in range(warmup):
         a()
         b()
     sa, sb = [], []
     for _ in range(repeat):
+        if settle:
+            time.sleep(settle)
         t0 = time.perf_counter()
         a()
         t1 = time.perf_counter()
