@@ -146,21 +146,25 @@ register(
     )
 )
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def _gelu(x: np.ndarray, *, approximate: str) -> np.ndarray:
-    c = x.astype(_compute_type(x), copy=False)
+    # In float64, and in forms without cancellation: 0.5 * (1 + tanh(u)) is computed as the
+    # sigmoid 1 / (1 + exp(-2u)), and 0.5 * (1 + erf(z)) as 0.5 * erfc(-z). The textbook
+    # forms lose every digit of the result for negative x, where 1 + tanh(u) (or 1 + erf(z))
+    # is a difference of two numbers close to 1.
+    w = x.astype(np.float64)
     with np.errstate(all="ignore"):
         if approximate == "tanh":
-            inner = math.sqrt(2.0 / math.pi) * (c + 0.044715 * c**3)
-            y = 0.5 * c * (1.0 + np.tanh(inner))
+            inner = math.sqrt(2.0 / math.pi) * (w + 0.044715 * w**3)
+            y = w / (1.0 + np.exp(-2.0 * inner))
         else:
             # np.asarray: on a 0-d input the frompyfunc ufunc returns a bare Python float
-            erf = np.asarray(_erf(c.astype(np.float64) / math.sqrt(2.0)), dtype=np.float64)
-            y = 0.5 * c * (1.0 + erf)
+            erfc = np.asarray(_erfc(-w / math.sqrt(2.0)), dtype=np.float64)
+            y = 0.5 * w * erfc
         # x * Phi(x) tends to -0.0 as x -> -inf; the formula gives -inf * 0 = NaN there
-        y = np.where(c == -np.inf, -0.0, y)
+        y = np.where(w == -np.inf, -0.0, y)
     return np.asarray(y).astype(x.dtype)
 
 

@@ -80,13 +80,17 @@ static float f_logaddexp(float x, float y) {
     return t; /* NaN */
 }
 
+/* In double, and without cancellation: 0.5 * (1 + tanh(u)) is the sigmoid 1 / (1 + exp(-2u))
+ * and 0.5 * (1 + erf(z)) is 0.5 * erfc(-z); the textbook forms lose every digit of the result
+ * for negative x, where 1 + tanh(u) is a difference of two numbers close to 1. */
 static float f_gelu(float x, int tanh_form) {
     if (x == -INFINITY) return -0.0f;
+    double w = (double)x;
     if (tanh_form) {
-        float inner = 0.7978845608028654f * (x + 0.044715f * (x * x * x));
-        return 0.5f * x * (1.0f + tanhf(inner));
+        double inner = 0.7978845608028654 * (w + 0.044715 * (w * w * w));
+        return (float)(w / (1.0 + exp(-2.0 * inner)));
     }
-    return (float)((double)(0.5f * x) * (1.0 + erf((double)x / 1.4142135623730951)));
+    return (float)(0.5 * w * erfc(-w / 1.4142135623730951));
 }
 
 static float f_silu(float x) {
