@@ -128,8 +128,9 @@ class CpuStream:
     stream is closed, after finishing what was queued.
     """
 
-    def __init__(self, device: int, name: str) -> None:
+    def __init__(self, device: int, name: str, backend: str = "cpu") -> None:
         self.device = device
+        self.backend = backend  #: the backend's name, for messages
         self._queue: queue.SimpleQueue[tuple[Callable[[], None], str, int] | None] = (
             queue.SimpleQueue()
         )
@@ -182,7 +183,8 @@ class CpuStream:
             self._error = None
         _, label, exc = err
         raise KernelError(
-            f"queued command {label} failed on cpu:{self.device} ({type(exc).__name__}). "
+            f"queued command {label} failed on {self.backend}:{self.device} "
+            f"({type(exc).__name__}). "
             "Tensors it was writing hold undefined values; fix its inputs and queue it "
             "again -- the stream itself keeps working",
             vendor_message=f"{type(exc).__name__}: {exc}",
@@ -407,7 +409,7 @@ class CpuBackend(Backend):
         with state.lock:
             free = state.capacity - state.in_use
             if nbytes > free:
-                raise OutOfMemoryError(f"cpu:{index}", nbytes, free, state.capacity)
+                raise OutOfMemoryError(f"{self.name}:{index}", nbytes, free, state.capacity)
             block = state.take(cls)
             if block is None and state.cached_bytes + state.in_use + cls > state.capacity:
                 state.trim()  # make room: the cache gives way to live allocations
@@ -420,7 +422,7 @@ class CpuBackend(Backend):
             except MemoryError as exc:
                 self._release(index, nbytes)
                 raise OutOfMemoryError(
-                    f"cpu:{index}", nbytes, free, state.capacity, vendor_message=str(exc)
+                    f"{self.name}:{index}", nbytes, free, state.capacity, vendor_message=str(exc)
                 ) from exc
         return CpuBuffer(index, block, nbytes, pooled=True)
 
@@ -474,7 +476,9 @@ class CpuBackend(Backend):
     # -- streams -----------------------------------------------------------------------------
 
     def create_stream(self, index: int) -> CpuStream:
-        stream = CpuStream(index, f"hwabstract-cpu{index}-stream{next(self._stream_names)}")
+        stream = CpuStream(
+            index, f"hwabstract-{self.name}{index}-stream{next(self._stream_names)}", self.name
+        )
         self._streams = [r for r in self._streams if r() is not None]
         self._streams.append(weakref.ref(stream))
         return stream
