@@ -195,12 +195,16 @@ class Backend(abc.ABC):
     * ``priority`` -- higher wins when the user asks for the default device.
     * ``environment`` -- the environment variables the backend reads, each with what it
       does; ``hwabstract doctor`` lists them with their current values.
+    * ``conformance_expectations`` -- the backend's known conformance failures: a TOML file
+      (a path relative to the module defining the class) the conformance suite reads; see
+      ``docs/conformance.md``. None: no known failures.
     """
 
     name: ClassVar[str]
     api_level: ClassVar[int] = API_LEVEL
     priority: ClassVar[int] = 0
     environment: ClassVar[Mapping[str, str]] = {}
+    conformance_expectations: ClassVar[str | None] = None
 
     # -- discovery -------------------------------------------------------------------------
 

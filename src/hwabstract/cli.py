@@ -546,9 +546,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 # -- demo -----------------------------------------------------------------------------------------
 
 _CONFORMANCE_NOTE = (
-    "conformance: not part of this run. The demo checks one block against NumPy; the "
-    "conformance matrix (every kernel, dtype and feature a device declares) joins the main "
-    "job in a later issue."
+    "conformance: the demo checks one block against NumPy; `hwabstract conformance` "
+    "certifies every kernel, dtype and feature a device declares (the main job, `tox -e "
+    "demo`, runs both)."
 )
 
 
@@ -632,6 +632,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_PROBLEM
 
 
+def _areas() -> tuple[str, ...]:
+    from .conformance import AREAS
+
+    return AREAS
+
+
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .conformance.runner import run_conformance
+
+    return run_conformance(
+        args.backend,
+        Path(args.report_dir) if args.report_dir else None,
+        device=args.device,
+        expectations=args.expectations,
+        plugins=[str(Path(p).resolve()) if p.endswith(".py") else p for p in args.plugin],
+        areas=args.area,
+        select=args.select,
+        allow_unavailable=args.allow_unavailable,
+        json_output=args.json,
+    )
+
+
 # -- the parser -----------------------------------------------------------------------------------
 
 
@@ -646,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwabstract",
         description="Inspect hwabstract backends and devices, diagnose plugins, run the "
-        "portable demo.",
+        "portable demo and the conformance suite.",
     )
     parser.add_argument(
         "--version",
@@ -667,6 +691,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("info", cmd_info, "a device's info, capability manifest and memory")
     p.add_argument("device", metavar="DEVICE", help="a device spec, e.g. cpu or cpu:0")
     add("doctor", cmd_doctor, "why each backend is or is not usable, and what to do")
+    p = add(
+        "conformance",
+        cmd_conformance,
+        "certify backends with the conformance suite and write reports",
+    )
+    p.add_argument(
+        "backend",
+        nargs="*",
+        metavar="BACKEND",
+        help="backends to certify (default: every discovered backend)",
+    )
+    p.add_argument(
+        "--report-dir", metavar="DIR", help="write JSON, JUnit XML, Markdown and HTML reports"
+    )
+    p.add_argument("--device", metavar="SPEC", help="the device to certify (default NAME:0)")
+    p.add_argument(
+        "--expectations",
+        metavar="FILE",
+        help="known failures, each with a reason (default: the backend's own file)",
+    )
+    p.add_argument(
+        "--plugin",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="load a plugin that is not installed (module name or .py file)",
+    )
+    p.add_argument(
+        "--area",
+        action="append",
+        default=[],
+        metavar="AREA",
+        help="run only this area (repeatable): " + ", ".join(_areas()),
+    )
+    p.add_argument("-k", "--select", metavar="EXPR", help="only tests matching (pytest -k)")
+    p.add_argument(
+        "--allow-unavailable",
+        action="store_true",
+        help="exit 0 when a named backend is unavailable here (still reported)",
+    )
     p = add("demo", cmd_demo, "run the portable demo on every available device")
     p.add_argument(
         "--device",

@@ -19,18 +19,11 @@ import pytest
 pytest.importorskip("hwabstract_maia", reason="hwabstract-maia is not installed")
 
 import hwabstract as hw
+from hwabstract.conformance.numerics import kernel_sample as sample
 from hwabstract.dtypes import DType
 from hwabstract.kernels import all_specs
 
 ULPS = {"float32": 4, "float16": 1, "bfloat16": 1, "float8_e4m3fn": 1, "float8_e5m2": 1}
-
-#: (low, high) of the inputs, per kernel, where the default (-4, 4) leaves the domain
-DOMAIN: dict[str, tuple[float, float]] = {
-    "log": (0.1, 4), "log2": (0.1, 4), "log10": (0.1, 4), "sqrt": (0.0, 4),
-    "log1p": (-0.9, 4), "acosh": (1.1, 4), "asin": (-0.9, 0.9), "acos": (-0.9, 0.9),
-    "atanh": (-0.9, 0.9), "tan": (-1.2, 1.2), "reciprocal": (0.25, 4),
-}  # fmt: skip
-NONZERO_SECOND = {"divide", "floor_divide", "remainder"}
 
 
 def maia() -> hw.Device:
@@ -45,30 +38,6 @@ def declared() -> list[tuple[str, DType]]:
             continue
         pairs += [(spec.name, d) for d in sorted(caps.kernels.get(spec.name, ()), key=str)]
     return pairs
-
-
-def sample(name: str, dtype: DType, shape: tuple[int, ...], rng: np.random.Generator,
-           second: bool = False) -> np.ndarray:  # fmt: skip
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    low, high = DOMAIN.get(name, (-4.0, 4.0))
-    if name == "pow":
-        low, high = (0.5, 2.0) if not second else (-2.0, 2.0)
-        if dtype.kind in "iu":
-            low, high = (0, 3) if (second or dtype.kind == "u") else (-3, 3)
-    if name.startswith("bitwise_") and name.endswith("shift") and second:
-        low, high = 0, 6
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype.numpy_dtype)
-        lo, hi = max(int(low), int(info.min)), min(int(high), int(info.max))
-        values = rng.integers(lo, hi + 1, size=shape)
-        if second and name in NONZERO_SECOND:
-            values = np.where(values == 0, 1, values)
-        return values.astype(dtype.numpy_dtype)
-    values = rng.uniform(low, high, size=shape)
-    if second and name in NONZERO_SECOND:
-        values = np.where(np.abs(values) < 0.25, 0.25, values)
-    return values.astype(np.float32).astype(dtype.numpy_dtype)
 
 
 def specials(dtype: DType) -> np.ndarray:

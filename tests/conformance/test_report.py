@@ -1,0 +1,92 @@
+"""Report rendering: the matrix, Markdown, HTML (escaped) and JUnit XML, from synthetic
+reports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from hwabstract.conformance.report import (
+    render_html,
+    render_junit,
+    render_markdown,
+    render_matrix,
+    unavailable_report,
+)
+
+
+def _report(backend: str, outcomes: dict[str, list[str]]) -> dict[str, Any]:
+    report = unavailable_report(backend, "")
+    report.update(status="passed", reason=None)
+    tests = []
+    for area, results in outcomes.items():
+        for i, outcome in enumerate(results):
+            tests.append(
+                {
+                    "id": f"{area}::test_{i}<&>",
+                    "area": area,
+                    "outcome": outcome,
+                    "duration_s": 0.01,
+                    "message": f"why <{outcome}>",
+                }
+            )
+    areas: dict[str, Any] = {}
+    for t in tests:
+        a = areas.setdefault(
+            t["area"],
+            {o: 0 for o in ("passed", "failed", "not_claimed", "skipped", "xfailed", "xpassed")},
+        )
+        a[t["outcome"]] += 1
+        a["duration_s"] = 0.1
+    report["tests"], report["areas"] = tests, areas
+    if any(t["outcome"] == "failed" for t in tests):
+        report.update(status="failed", reason="1 test(s) failed")
+    return report
+
+
+def test_the_matrix_has_an_area_per_row_and_a_backend_per_column() -> None:
+    good = _report("good", {"memory": ["passed", "not_claimed"], "kernels": ["passed"]})
+    bad = _report("bad", {"memory": ["failed"], "kernels": ["passed", "xpassed"]})
+    gone = unavailable_report("gone", "no driver")
+    text = render_matrix([good, bad, gone])
+    lines = text.splitlines()
+    assert lines[0].split() == ["AREA", "good", "bad", "gone"]
+    memory = next(line for line in lines if line.startswith("memory"))
+    assert "1 ok, 1 not claimed" in memory and "1 FAILED" in memory and "UNAVAILABLE" in memory
+    kernels = next(line for line in lines if line.startswith("kernels"))
+    assert "STALE expectation" in kernels
+    assert lines[-1].startswith("RESULT") and "FAILED" in lines[-1] and "no driver" in lines[-1]
+    assert lines.index(memory) < lines.index(kernels)  # report order, not alphabetical
+
+
+def test_html_escapes_what_tests_report() -> None:
+    html = render_html([_report("b<x>", {"errors": ["failed"]})])
+    assert "<x>" not in html and "b&lt;x&gt;" in html
+    assert "why &lt;failed&gt;" in html and "test_0&lt;&amp;&gt;" in html
+
+
+def test_markdown_lists_failures_and_claims_not_made() -> None:
+    md = render_markdown([_report("b", {"errors": ["failed", "not_claimed"]})])
+    assert "## b: FAILED" in md
+    assert "`errors::test_0<&>` (failed): why <failed>" in md
+    assert "1 claims not made" in md
+
+
+def test_junit_counts_failures_and_skips_per_area() -> None:
+    xml = render_junit(_report("b", {"memory": ["passed", "failed", "not_claimed", "xfailed"]}))
+    root = ET.fromstring(xml)
+    (suite,) = list(root)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "2")
+    skipped = [s.get("message") for s in root.iter("skipped")]
+    assert "not claimed: why <not_claimed>" in skipped
+
+
+def test_importing_the_package_imports_neither_pytest_nor_a_backend() -> None:
+    code = (
+        "import sys, hwabstract.conformance, hwabstract.conformance.report; "
+        "print('pytest' in sys.modules, 'hwabstract.backends.cpu' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
