@@ -75,6 +75,10 @@ class Feature(str, enum.Enum):
     DLPACK = "dlpack"  #: tensors can be exchanged through DLPack without a host round trip
     #: events also report the time the *modeled* hardware would take (emulators, simulators)
     MODELED_TIME = "modeled_time"
+    #: floats keep subnormal values (IEEE 754 gradual underflow). Without it, the device may
+    #: flush subnormal inputs and results to zero of the same sign, as many accelerators do
+    #: (the conformance suite then accepts, per element, the flushed or the exact result)
+    SUBNORMALS = "subnormals"
 
 
 @attrs.frozen

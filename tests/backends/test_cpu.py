@@ -115,6 +115,7 @@ def test_capabilities_manifest_is_consistent() -> None:
         Feature.EVENT_TIMING,
         Feature.PEER_COPY,
         Feature.DLPACK,
+        Feature.SUBNORMALS,
     }
     assert not caps.has_feature(Feature.MX_FORMATS)
     assert caps.limits.max_dims == 32

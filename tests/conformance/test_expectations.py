@@ -71,3 +71,41 @@ def test_a_backend_naming_a_missing_file_is_an_error() -> None:
         Expectations.for_backend(Named())
     Named.conformance_expectations = None  # type: ignore[assignment]
     assert Expectations.for_backend(Named()).entries == []
+
+
+def test_standin_entries_apply_to_stand_ins_only(tmp_path: Path) -> None:
+    exp = Expectations.load(
+        _write(
+            tmp_path,
+            """
+[[expected_failure]]
+test = "kernels::*"
+reason = "the emulator's libm"
+standin = true
+""",
+        )
+    )
+    assert exp.match("kernels::test_x", standin=True) == "the emulator's libm"
+    assert exp.match("kernels::test_x", standin=False) is None
+    assert exp.match("kernels::test_x") is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [("standin = 'yes'", "'standin' must be true or false"), ("when = 1", "unknown keys")],
+)
+def test_entry_keys_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    text = f"[[expected_failure]]\ntest = 'x'\nreason = 'y'\n{extra}\n"
+    with pytest.raises(PluginError, match=message):
+        Expectations.load(_write(tmp_path, text))
+
+
+def test_a_subclass_inherits_the_file_of_the_class_that_names_it() -> None:
+    from hwabstract.backends.pjrt import PjrtBackend
+
+    class Sub(PjrtBackend):  # defined here, in the tests: the file is the base class's
+        name = "sub"
+
+    exp = Expectations.for_backend(object.__new__(Sub))
+    assert exp.source is not None and exp.source.endswith("pjrt-standin-expectations.toml")
+    assert exp.entries, "the shared stand-in file lists XLA's known departures"

@@ -391,6 +391,7 @@ class CpuBackend(Backend):
                         Feature.EVENT_TIMING,
                         Feature.PEER_COPY,
                         Feature.DLPACK,
+                        Feature.SUBNORMALS,
                     }
                 ),
                 limits=Limits(

@@ -37,10 +37,16 @@ __all__ = ["Expectations"]
 class Expectations:
     """Known failures: (pattern, reason) pairs, and where they came from."""
 
-    def __init__(self, entries: list[tuple[str, str]], source: str | None) -> None:
+    def __init__(
+        self, entries: list[tuple[str, str]], source: str | None,
+        standin_only: list[bool] | None = None,
+    ) -> None:  # fmt: skip
         self.entries = entries
         self.source = source
-        self._compiled = [(_compile(pattern), reason) for pattern, reason in entries]
+        flags = standin_only or [False] * len(entries)
+        self._compiled = [
+            (_compile(pattern), reason, only) for (pattern, reason), only in zip(entries, flags)
+        ]
 
     @classmethod
     def empty(cls) -> Expectations:
@@ -54,16 +60,19 @@ class Expectations:
             raise PluginError(f"cannot read the expectations file {path}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise PluginError(f"the expectations file {path} is not valid TOML: {exc}") from None
-        return cls(_entries(data, path), str(path))
+        entries, flags = _entries(data, path)
+        return cls(entries, str(path), flags)
 
     @classmethod
     def for_backend(cls, backend: Any) -> Expectations:
         """The file a backend class names in ``conformance_expectations`` (a path relative
-        to the file of the module defining the class), or none."""
+        to the file of the module of the class that sets the attribute, so a shared base
+        class can ship one for all its subclasses), or none."""
         name = getattr(type(backend), "conformance_expectations", None)
         if not name:
             return cls.empty()
-        module = sys.modules.get(type(backend).__module__)
+        owner = next(k for k in type(backend).__mro__ if "conformance_expectations" in vars(k))
+        module = sys.modules.get(owner.__module__)
         base = Path(getattr(module, "__file__", "") or ".").parent
         path = Path(name) if Path(name).is_absolute() else base / name
         if not path.is_file():
@@ -73,10 +82,11 @@ class Expectations:
             )
         return cls.load(path)
 
-    def match(self, test_id: str) -> str | None:
-        """The reason of the first entry matching ``test_id``, or None."""
-        for pattern, reason in self._compiled:
-            if pattern.fullmatch(test_id):
+    def match(self, test_id: str, standin: bool = False) -> str | None:
+        """The reason of the first entry matching ``test_id`` (on a stand-in device if
+        ``standin``), or None."""
+        for pattern, reason, only in self._compiled:
+            if (standin or not only) and pattern.fullmatch(test_id):
                 return reason
         return None
 
@@ -87,7 +97,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
     )
 
 
-def _entries(data: dict[str, Any], path: Path) -> list[tuple[str, str]]:
+def _entries(data: dict[str, Any], path: Path) -> tuple[list[tuple[str, str]], list[bool]]:
     unknown = set(data) - {"expected_failure"}
     if unknown:
         raise PluginError(
@@ -98,6 +108,7 @@ def _entries(data: dict[str, Any], path: Path) -> list[tuple[str, str]]:
     if not isinstance(raw, list):
         raise PluginError(f"{path}: expected_failure must be an array of tables ([[...]])")
     entries = []
+    flags = []
     for i, entry in enumerate(raw):
         test, reason = (
             (entry.get("test"), entry.get("reason")) if isinstance(entry, dict) else (None, None)
@@ -112,5 +123,16 @@ def _entries(data: dict[str, Any], path: Path) -> list[tuple[str, str]]:
                 f"{path}: expected_failure entry {i + 1} needs a non-empty 'test' pattern and "
                 "a non-empty 'reason'"
             )
+        only = entry.get("standin", False)
+        if not isinstance(only, bool):
+            raise PluginError(
+                f"{path}: expected_failure entry {i + 1}: 'standin' must be true or false"
+            )
+        extra = set(entry) - {"test", "reason", "standin"}
+        if extra:
+            raise PluginError(
+                f"{path}: expected_failure entry {i + 1} has unknown keys {sorted(extra)}"
+            )
         entries.append((test, reason.strip()))
-    return entries
+        flags.append(only)
+    return entries, flags

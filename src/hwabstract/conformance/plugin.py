@@ -243,7 +243,7 @@ def pytest_collection_modifyitems(
         if t.unavailable is not None:
             item.add_marker(pytest.mark.skip(reason=f"unavailable: {t.unavailable}"))
             continue
-        reason = t.expectations.match(test_id(item))
+        reason = t.expectations.match(test_id(item), standin=bool(t.device.info.standin))
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=f"expected failure: {reason}", strict=False))
     collector = ReportCollector(config, t, ours)

@@ -322,6 +322,7 @@ class MaiaBackend(Backend):
                         Feature.EVENT_TIMING,
                         Feature.PEER_COPY,
                         Feature.MODELED_TIME,
+                        Feature.SUBNORMALS,
                     }
                 ),
                 limits=Limits(
