@@ -1,0 +1,1 @@
+"""hwabstract-trainium: the ``trainium`` backend of hwabstract, on AWS Trainium through PJRT."""
