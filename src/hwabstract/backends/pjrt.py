@@ -201,6 +201,7 @@ class PjrtBackend(Backend):
         self._lock = threading.Lock()
         self._executables: dict[Any, Any] = {}
         self._prepared: dict[Any, Any] = {}
+        self._capacities: dict[int, int] = {}
         self._functions: dict[Any, Any] = {}
         self._caps: dict[int, Capabilities] = {}
         self._jax: Any = None
@@ -316,11 +317,18 @@ class PjrtBackend(Backend):
         )
 
     def _capacity(self, index: int) -> int:
+        """The device's capacity: the stand-in's setting, else the PJRT client's limit (or
+        the chip's HBM where the client does not say), read once."""
         if self.standin:
             return self.standin_memory
-        stats = self._device_stats(index)
-        limit = stats.get("bytes_limit") if stats else None
-        return int(limit) if limit else self._profiles[index].hbm_bytes
+        cached = self._capacities.get(index)
+        if cached is None:
+            stats = self._device_stats(index)
+            limit = stats.get("bytes_limit") if stats else None
+            cached = self._capacities[index] = (
+                int(limit) if limit else self._profiles[index].hbm_bytes
+            )
+        return cached
 
     def _device_stats(self, index: int) -> dict[str, Any] | None:
         try:
@@ -375,9 +383,16 @@ class PjrtBackend(Backend):
             self._live[buffer.device] -= 1
 
     def memory_stats(self, index: int) -> MemoryStats:
+        """The stand-in's accounting of live buffers; on hardware, the PJRT client's own
+        figures where it reports them (they include memory JAX itself holds)."""
         capacity = self._capacity(index)
         with self._lock:
             in_use, peak, live = self._in_use[index], self._peak[index], self._live[index]
+        stats = None if self.standin else self._device_stats(index)
+        if stats and "bytes_in_use" in stats:
+            in_use = int(stats["bytes_in_use"])
+            peak = int(stats.get("peak_bytes_in_use", max(peak, in_use)))
+            live = int(stats.get("num_allocs", live))
         return MemoryStats(
             in_use=in_use,
             peak=peak,
