@@ -546,20 +546,25 @@ class PjrtBackend(Backend):
                 exe, needs_old, donates, x64 = self._prepare(
                     (*signature, "no-donation"), fn, inputs, output, True
                 )
+        device = self._devices[out_buf.device]
         if len(self._devices) > 1:
-            device = self._devices[out_buf.device]
             args = [self._on(device, a) for a in args]
         # Scoped settings only where needed: they take the call off JAX's C++ fast path.
         # 64-bit dtypes need x64 (never set globally: the user's JAX keeps its setting); a
-        # launch with no input array needs to be told its device.
-        if x64 or all(a is None for a in args):
-            with self._jax.enable_x64(x64), self._jax.default_device(self._devices[out_buf.device]):
+        # launch with no input array needs to be told its device. (A prepared launch's
+        # inputs are all written: their kinds are part of its signature.)
+        if x64 or not any(a is not None for a in args):
+            with self._jax.enable_x64(x64), self._jax.default_device(device):
                 result = exe(*args)
         else:
             result = exe(*args)
         out_buf.array = result
         out_buf.kind = output.dtype
-        stream.produced(result)
+        with stream.lock:  # (PjrtStream.produced, inlined on this hot path)
+            pending = stream.pending
+            pending.append(result)
+            if len(pending) > 8:
+                stream.pending = [a for a in pending if not _ready(a)]
 
     def _prepare(self, signature: Any, fn: Any, inputs: Sequence[Operand], output: Operand,
                  reads_out: bool) -> tuple[Any, bool, bool, bool]:  # fmt: skip
