@@ -480,8 +480,13 @@ class PjrtBackend(Backend):
         """Traced: the operand's elements, in its shape and dtype."""
         jnp = self._jax.numpy
         _, _, dtype, shape, strides, offset = layout
-        if flat is not None and flat.dtype == dtype and self._is_whole(layout):
-            return flat.reshape(shape)  # the common case: no data movement at all
+        if flat is not None and flat.dtype == dtype:
+            if self._is_whole(layout):
+                return flat.reshape(shape)  # the common case: no data movement at all
+            block = _dense_block(shape, strides)
+            if block is not None:  # a broadcast scalar or row, in its own dtype: no bitcasts
+                size = math.prod(block)
+                return jnp.broadcast_to(flat[offset : offset + size].reshape(block), shape)
         bits = self._bits_in(flat, layout)
         if self._is_whole(layout):
             picked = bits.reshape(shape)
