@@ -565,11 +565,7 @@ class PjrtBackend(Backend):
             result = exe(*args)
         out_buf.array = result
         out_buf.kind = output.dtype
-        with stream.lock:  # (PjrtStream.produced, inlined on this hot path)
-            pending = stream.pending
-            pending.append(result)
-            if len(pending) > 8:
-                stream.pending = [a for a in pending if not _ready(a)]
+        stream.produced(result)
 
     def _prepare(self, signature: Any, fn: Any, inputs: Sequence[Operand], output: Operand,
                  reads_out: bool) -> tuple[Any, bool, bool, bool]:  # fmt: skip

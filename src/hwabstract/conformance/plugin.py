@@ -23,13 +23,11 @@ import importlib
 import importlib.util
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .helpers import not_claimed  # noqa: F401 - the suite imports it from here too
 from .report import Outcome, TestRecord, build_report, write_reports
 
 SUITE_DIR = Path(__file__).resolve().parent / "suite"
@@ -401,8 +399,3 @@ def _message(report: pytest.TestReport, outcome: Outcome) -> str:
         return reason
     where = "" if report.when == "call" else f"[{report.when}] "
     return where + _longrepr_line(report)
-
-
-def iter_suite_modules() -> Iterator[Path]:
-    """The suite's test modules, one per area."""
-    yield from sorted(SUITE_DIR.glob("test_*.py"))
