@@ -50,6 +50,7 @@ from ..backend import (
     Operand,
 )
 from ..errors import BackendUnavailableError, DeviceError, OutOfMemoryError, StreamError
+from .array_kernels import ArrayModule, jax_module, kernel_function
 from .pjrt_profiles import ChipProfile
 
 __all__ = ["PjrtBackend", "PjrtBuffer", "PjrtEvent", "PjrtStream"]
@@ -237,9 +238,8 @@ class PjrtBackend(Backend):
             )
         n = len(self._devices)
         self._in_use, self._peak, self._live = [0] * n, [0] * n, [0] * n
-        from . import pjrt_kernels
-
-        self._kernels = pjrt_kernels
+        #: the standard kernels' namespace (``jax.numpy``): see array_kernels
+        self._arrays: ArrayModule = jax_module()
 
     def _request_cpu_devices(self, jax: Any) -> None:
         """Ask JAX's CPU client for the stand-in's device count, if it has not started."""
@@ -614,7 +614,7 @@ class PjrtBackend(Backend):
         tag = (kernel, attrs_key)
         fn = self._functions.get(tag)
         if fn is None:
-            fn = self._functions[tag] = self._kernels.kernel_function(kernel, attributes)
+            fn = self._functions[tag] = kernel_function(self._arrays, kernel, attributes)
         self._run(stream, tag, fn, inputs, outputs[0])
 
     # -- data movement -----------------------------------------------------------------------

@@ -1,0 +1,619 @@
+"""The standard kernel set written once, against a NumPy-compatible array namespace.
+
+One table of kernel functions serves every backend whose arrays follow NumPy's API: the
+PJRT backends (:mod:`hwabstract.backends.pjrt`, with :func:`jax_module`), the NVIDIA
+backend (``hwabstract-nvidia``, with :func:`cupy_module`) and the repository's own tests
+(:func:`numpy_module`, which needs no accelerator). An :class:`ArrayModule` names the
+namespace and supplies the two things the namespaces do differently: ``erfc`` (not part of
+the Array API) and a matmul at the full precision of its dtype.
+
+Each function mirrors its kernel's NumPy reference (``hwabstract.kernels``): the core has
+already applied the spec's promotion and broadcasting, so a function receives arrays in the
+compute dtype and returns the output in the output dtype. 8- and 16-bit floats are computed
+in float32 and rounded once, as the references do; sums, means, moments, softmax and layer
+norm accumulate floats in float32 (float64 for float64); matmul asks for the full precision
+of its dtype (a TPU's default for float32 is bfloat16 passes).
+
+Every namespace function a kernel uses is looked up when :func:`kernel_function` builds the
+kernel and kept in its closure, so a namespace lacking one fails at build time, with an
+:class:`AttributeError` naming it, even on a machine where nothing can run. Where the Array
+API standard's names and NumPy's older ones differ (``acos``/``arccos``, ``pow``/``power``,
+``bitwise_left_shift``/``left_shift``, ``bitwise_invert``/``invert``, ...) the standard's
+is tried first.
+
+No vendor stack is imported here: :func:`jax_module` and :func:`cupy_module` import theirs
+when called (a backend calls them after its probe has found the stack).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .. import dtypes as dt
+
+__all__ = [
+    "ArrayModule",
+    "cupy_module",
+    "implemented",
+    "jax_module",
+    "kernel_function",
+    "numpy_module",
+]
+
+Fn = Callable[..., Any]
+
+
+@attrs.frozen
+class ArrayModule:
+    """A NumPy-compatible array namespace and what the kernel table needs beside it."""
+
+    #: ``"jax"``, ``"cupy"``, ``"numpy"``: named in error messages
+    name: str
+    #: the namespace: ``jax.numpy``, ``cupy``, ``numpy``
+    xp: Any
+    #: the elementwise complementary error function, in the namespace
+    erfc: Callable[[Any], Any]
+    #: the matmul of two floating (or complex) arrays of one dtype at the full precision of
+    #: the dtype; for 8- and 16-bit floats it may return float32 (the table rounds once).
+    #: Integer matmul is the table's: it widens to int64/uint64 and calls ``xp.matmul``.
+    matmul: Callable[[Any, Any], Any]
+
+
+# -- dtype classification (NumPy dtypes: JAX and CuPy arrays carry them too) ----------------------
+
+_BY_NUMPY: dict[Any, dt.DType] = {d.numpy_dtype: d for d in dt.all_dtypes()}
+
+
+def _kind(x: Any) -> str:
+    """``x``'s hwabstract dtype kind: b, i, u, f (bfloat16 and float8 included) or c."""
+    found = _BY_NUMPY.get(x.dtype)
+    return found.kind if found is not None else dt.dtype(x.dtype).kind
+
+
+def _narrow(x: Any) -> bool:
+    return _kind(x) == "f" and x.dtype.itemsize < 4
+
+
+def _wide(x: Any) -> Any:
+    """Floats narrower than 32 bits in float32; everything else as is."""
+    return x.astype(np.float32) if _narrow(x) else x
+
+
+def _is_int(x: Any) -> bool:
+    """Integer or bool."""
+    return _kind(x) in "biu"
+
+
+def _accumulator(x: Any) -> Any:
+    if _kind(x) == "f":
+        return np.dtype(np.float64) if x.dtype.itemsize >= 8 else np.dtype(np.float32)
+    return x.dtype
+
+
+class _Namespace:
+    """One module's namespace, looked up for one kernel while it is built."""
+
+    __slots__ = ("kernel", "module")
+
+    def __init__(self, module: ArrayModule, kernel: str) -> None:
+        self.module = module
+        self.kernel = kernel
+
+    def __call__(self, *names: str) -> Any:
+        """The first of ``names`` the namespace has (the Array API name first, then older
+        spellings); AttributeError naming them all if it has none."""
+        xp = self.module.xp
+        for name in names:
+            fn = getattr(xp, name, None)
+            if fn is not None:
+                return fn
+        tried = " nor ".join(repr(n) for n in names)
+        raise AttributeError(
+            f"the {self.module.name} namespace has no {tried}, which kernel {self.kernel!r} needs"
+        )
+
+
+Builder = Callable[[_Namespace, Mapping[str, Any]], Fn]
+_BUILDERS: dict[str, Builder] = {}
+
+
+# -- elementwise -----------------------------------------------------------------------------------
+
+
+def _float_binary(fn: Fn) -> Fn:
+    def run(a: Any, b: Any) -> Any:
+        out = fn(_wide(a), _wide(b))
+        return out.astype(a.dtype) if out.dtype != np.bool_ else out
+
+    return run
+
+
+#: kernel -> the namespace names to try, Array API name first
+_UNARY_FLOAT: dict[str, tuple[str, ...]] = {
+    "acos": ("acos", "arccos"),
+    "acosh": ("acosh", "arccosh"),
+    "asin": ("asin", "arcsin"),
+    "asinh": ("asinh", "arcsinh"),
+    "atan": ("atan", "arctan"),
+    "atanh": ("atanh", "arctanh"),
+    **{n: (n,) for n in ("cos", "cosh", "exp", "expm1", "log", "log1p", "log2", "log10",
+                         "sin", "sinh", "sqrt", "tan", "tanh", "reciprocal", "square",
+                         "negative", "positive")},
+    "abs": ("abs", "absolute"),
+    "conj": ("conj", "conjugate"),
+}  # fmt: skip
+_BINARY_ARITH: dict[str, tuple[str, ...]] = {
+    **{n: (n,) for n in ("add", "subtract", "multiply", "remainder", "hypot", "copysign",
+                         "logaddexp", "maximum", "minimum")},
+    "divide": ("divide", "true_divide"),
+    "atan2": ("atan2", "arctan2"),
+}  # fmt: skip
+_COMPARE = ("equal", "not_equal", "greater", "greater_equal", "less", "less_equal")
+#: kernels computed by one namespace function as it is, on any dtype
+_DIRECT: dict[str, tuple[str, ...]] = {
+    **{n: (n,) for n in ("logical_and", "logical_or", "logical_xor", "logical_not",
+                         "bitwise_and", "bitwise_or", "bitwise_xor", "where")},
+    "bitwise_left_shift": ("bitwise_left_shift", "left_shift"),
+    "bitwise_right_shift": ("bitwise_right_shift", "right_shift"),
+    "bitwise_invert": ("bitwise_invert", "invert"),
+}  # fmt: skip
+_ROUNDING: dict[str, tuple[str, ...]] = {
+    "round": ("round", "around"),
+    "ceil": ("ceil",),
+    "floor": ("floor",),
+    "trunc": ("trunc",),
+}
+_CLASSIFY = ("isfinite", "isinf", "isnan", "signbit")
+
+
+_COMPONENT = {np.dtype(np.complex64): np.dtype(np.float32),
+              np.dtype(np.complex128): np.dtype(np.float64)}  # fmt: skip
+
+
+def _unary_float(names: tuple[str, ...]) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns(*names)
+        identity_on_ints = names[0] == "positive"
+        magnitude = names[0] == "abs"
+
+        def run(x: Any) -> Any:
+            if identity_on_ints and _is_int(x):
+                return x
+            if magnitude and _kind(x) == "c":  # |z| is real
+                return fn(x).astype(_COMPONENT[x.dtype])
+            return fn(_wide(x)).astype(x.dtype)
+
+        return run
+
+    return build
+
+
+def _binary_arith(names: tuple[str, ...]) -> Builder:
+    return lambda ns, attrs: _float_binary(ns(*names))
+
+
+def _compare(name: str) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns(name)
+        return lambda a, b: fn(_wide(a), _wide(b))
+
+    return build
+
+
+def _direct(names: tuple[str, ...]) -> Builder:
+    return lambda ns, attrs: ns(*names)
+
+
+def _rounding(names: tuple[str, ...]) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns(*names)
+        return lambda x: x if _is_int(x) else fn(_wide(x)).astype(x.dtype)
+
+    return build
+
+
+def _classify(name: str) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns(name)
+        return lambda x: fn(_wide(x)) if not _is_int(x) else fn(x)
+
+    return build
+
+
+def _sign(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    abs_, where, sign = ns("abs", "absolute"), ns("where"), ns("sign")
+
+    def run(x: Any) -> Any:
+        kind = _kind(x)
+        if kind == "c":
+            mag = abs_(x)
+            return where(mag == 0, 0, x / where(mag == 0, 1, mag)).astype(x.dtype)
+        if kind in "biu":
+            return sign(x)
+        w = _wide(x)
+        # +0.0 for zeros of either sign, NaN for NaN, as NumPy's float32 sign
+        return where(w > 0, 1.0, where(w < 0, -1.0, where(w == 0, 0.0, w))).astype(x.dtype)
+
+    return run
+
+
+def _real(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    real = ns("real")
+    return lambda x: real(x) if _kind(x) == "c" else x
+
+
+def _imag(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    imag, zeros_like = ns("imag"), ns("zeros_like")
+    return lambda x: imag(x) if _kind(x) == "c" else zeros_like(x)
+
+
+def _nextafter(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    where, nextafter = ns("where"), ns("nextafter")
+    return lambda a, b: where(a == b, b, nextafter(a, b))
+
+
+def _pow(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    power, where, ones, zeros = ns("pow", "power"), ns("where"), ns("ones"), ns("zeros")
+    floating = _float_binary(power)
+
+    def run(a: Any, b: Any) -> Any:
+        kind = _kind(a)
+        if kind not in "iu":
+            return floating(a, b)
+        # integer powers: a negative exponent gives 1/a**|b| truncated (0 unless |a| == 1)
+        negative = b < 0
+        result = power(a, where(negative, 0, b))
+        one = ones((), a.dtype)
+        inverse = where(a == one, one, zeros((), a.dtype))
+        if kind == "i":
+            odd = (b % 2) != 0
+            inverse = where((a == -one) & odd, -one, where(a == -one, one, inverse))
+        return where(negative, inverse, result).astype(a.dtype)
+
+    return run
+
+
+def _floor_divide(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns("floor_divide")
+    floating = _float_binary(fn)
+    return lambda a, b: fn(a, b) if _is_int(a) else floating(a, b)
+
+
+_BUILDERS.update({name: _unary_float(names) for name, names in _UNARY_FLOAT.items()})
+_BUILDERS.update({name: _binary_arith(names) for name, names in _BINARY_ARITH.items()})
+_BUILDERS.update({name: _compare(name) for name in _COMPARE})
+_BUILDERS.update({name: _direct(names) for name, names in _DIRECT.items()})
+_BUILDERS.update({name: _rounding(names) for name, names in _ROUNDING.items()})
+_BUILDERS.update({name: _classify(name) for name in _CLASSIFY})
+_BUILDERS.update(
+    {
+        "sign": _sign,
+        "real": _real,
+        "imag": _imag,
+        "nextafter": _nextafter,
+        "pow": _pow,
+        "floor_divide": _floor_divide,
+    }
+)
+
+
+# -- reductions ------------------------------------------------------------------------------------
+
+
+def _axes(attrs: Mapping[str, Any]) -> tuple[tuple[int, ...], bool]:
+    return tuple(attrs["axes"]), bool(attrs["keepdims"])
+
+
+def _sum_prod(name: str) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns(name)
+        axes, keepdims = _axes(attrs)
+        target = dt.dtype(attrs["dtype"])
+        acc = target.numpy_dtype
+        if target.kind == "f":
+            acc = np.dtype(np.float64) if target.itemsize >= 8 else np.dtype(np.float32)
+        out = target.numpy_dtype
+        return lambda x: fn(x.astype(acc), axis=axes, keepdims=keepdims).astype(out)
+
+    return build
+
+
+def _plain_reduction(names: tuple[str, ...]) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns(*names)
+        axes, keepdims = _axes(attrs)
+        return lambda x: fn(x, axis=axes, keepdims=keepdims)
+
+    return build
+
+
+def _mean(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    sum_ = ns("sum")
+    axes, keepdims = _axes(attrs)
+
+    def run(x: Any) -> Any:
+        count = math.prod(x.shape[a] for a in axes)
+        c = x.astype(_accumulator(x))
+        return (sum_(c, axis=axes, keepdims=keepdims) / count).astype(x.dtype)
+
+    return run
+
+
+def _moment(std: bool) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        sum_, square, sqrt = ns("sum"), ns("square"), ns("sqrt")
+        axes, keepdims = _axes(attrs)
+        correction = float(attrs["correction"])
+
+        def run(x: Any) -> Any:
+            n = math.prod(x.shape[a] for a in axes)
+            c = x.astype(_accumulator(x))
+            mu = sum_(c, axis=axes, keepdims=True) / max(n, 1)
+            squares = sum_(square(c - mu), axis=axes, keepdims=keepdims)
+            v = squares / (n - correction) if n - correction > 0 else squares * math.nan
+            return (sqrt(v) if std else v).astype(x.dtype)
+
+        return run
+
+    return build
+
+
+def _arg(name: str) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn, zeros = ns(name), ns("zeros")
+        axes, keepdims = _axes(attrs)
+
+        def run(x: Any) -> Any:
+            if x.ndim == 0:
+                return zeros((), np.int64)
+            if len(axes) == x.ndim and x.ndim != 1:
+                flat = fn(x.reshape(-1)).astype(np.int64)
+                return flat.reshape((1,) * x.ndim) if keepdims else flat
+            return fn(x, axis=axes[0], keepdims=keepdims).astype(np.int64)
+
+        return run
+
+    return build
+
+
+_BUILDERS.update(
+    {
+        "sum": _sum_prod("sum"),
+        "prod": _sum_prod("prod"),
+        "min": _plain_reduction(("min", "amin")),
+        "max": _plain_reduction(("max", "amax")),
+        "any": _plain_reduction(("any",)),
+        "all": _plain_reduction(("all",)),
+        "mean": _mean,
+        "var": _moment(std=False),
+        "std": _moment(std=True),
+        "argmin": _arg("argmin"),
+        "argmax": _arg("argmax"),
+    }
+)
+
+
+# -- nn, linalg, clip, astype ----------------------------------------------------------------------
+
+
+def _softmax(log: bool) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        max_, sum_, exp, log_ = ns("max", "amax"), ns("sum"), ns("exp"), ns("log")
+        axis = int(attrs["axis"])
+
+        def run(x: Any) -> Any:
+            c = x.astype(_accumulator(x))
+            shifted = c - max_(c, axis=axis, keepdims=True) if c.size else c
+            if log:
+                out = shifted - log_(sum_(exp(shifted), axis=axis, keepdims=True))
+            else:
+                e = exp(shifted)
+                out = e / sum_(e, axis=axis, keepdims=True)
+            return out.astype(x.dtype)
+
+        return run
+
+    return build
+
+
+def _layer_norm(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    mean, square, sqrt = ns("mean"), ns("square"), ns("sqrt")
+    axes = tuple(attrs["axes"]) if "axes" in attrs else (attrs["axis"],)
+    eps = float(attrs["eps"])
+    has_weight, has_bias = bool(attrs.get("has_weight")), bool(attrs.get("has_bias"))
+
+    def run(x: Any, *params: Any) -> Any:
+        c = x.astype(_accumulator(x))
+        mu = mean(c, axis=axes, keepdims=True)
+        var = mean(square(c - mu), axis=axes, keepdims=True)
+        y = (c - mu) / sqrt(var + eps)
+        it = iter(params)
+        if has_weight:
+            y = y * next(it).astype(c.dtype)
+        if has_bias:
+            y = y + next(it).astype(c.dtype)
+        return y.astype(x.dtype)
+
+    return run
+
+
+def _gelu(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    exp, where, erfc = ns("exp"), ns("where"), ns.module.erfc
+    tanh = str(attrs.get("approximate", "none")) == "tanh"
+
+    def run(x: Any) -> Any:
+        w = x.astype(np.float64 if x.dtype.itemsize >= 8 else np.float32)
+        if tanh:
+            # x * sigmoid(2 * inner): no cancellation for large negative x
+            inner = math.sqrt(2.0 / math.pi) * (w + 0.044715 * w**3)
+            y = w / (1.0 + exp(-2.0 * inner))
+        else:
+            y = 0.5 * w * erfc(-w / math.sqrt(2.0))
+        return where(w == -math.inf, -0.0, y).astype(x.dtype)
+
+    return run
+
+
+def _silu(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    exp, where = ns("exp"), ns("where")
+
+    def run(x: Any) -> Any:
+        c = _wide(x)
+        return where(c == -math.inf, -0.0, c / (1.0 + exp(-c))).astype(x.dtype)
+
+    return run
+
+
+def _relu(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    where, zeros = ns("where"), ns("zeros")
+
+    def run(x: Any) -> Any:
+        zero = zeros((), x.dtype)
+        return where(x < zero, zero, x).astype(x.dtype)  # NaN and -0.0 kept, as the spec says
+
+    return run
+
+
+def _matmul(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    floating, integer = ns.module.matmul, ns("matmul")
+
+    def run(a: Any, b: Any) -> Any:
+        kind = _kind(a)
+        if kind in "fc":
+            return floating(a, b).astype(a.dtype)
+        wide = np.int64 if kind == "i" else np.uint64
+        return integer(a.astype(wide), b.astype(wide)).astype(a.dtype)
+
+    return run
+
+
+def _clip(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    maximum, minimum = ns("maximum"), ns("minimum")
+    has_min, has_max = bool(attrs.get("has_min")), bool(attrs.get("has_max"))
+
+    def run(x: Any, *bounds: Any) -> Any:
+        it = iter(bounds)
+        out = x
+        if has_min:
+            out = maximum(out, next(it))
+        if has_max:
+            out = minimum(out, next(it))
+        return out.astype(x.dtype)
+
+    return run
+
+
+def _astype(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    real = ns("real")
+    target = dt.dtype(attrs["dtype"])
+    to_complex, out = target.kind == "c", target.numpy_dtype
+
+    def run(x: Any) -> Any:
+        if _kind(x) == "c" and not to_complex:
+            x = real(x)
+        return x.astype(out)
+
+    return run
+
+
+_BUILDERS.update(
+    {
+        "softmax": _softmax(log=False),
+        "log_softmax": _softmax(log=True),
+        "layer_norm": _layer_norm,
+        "gelu": _gelu,
+        "silu": _silu,
+        "relu": _relu,
+        "matmul": _matmul,
+        "clip": _clip,
+        "astype": _astype,
+    }
+)
+
+
+# -- the public entry points -----------------------------------------------------------------------
+
+
+def kernel_function(module: ArrayModule, name: str, attrs: Mapping[str, Any]) -> Fn:
+    """The function computing kernel ``name`` with the (normalized) ``attrs`` in
+    ``module``'s namespace: pure, from arrays in the compute dtype (promoted and broadcast
+    by the core) to the output in the output dtype.
+
+    :class:`KeyError` if the table has no such kernel; :class:`AttributeError` naming the
+    function if the namespace lacks one the kernel uses (raised here, not when called).
+    """
+    build = _BUILDERS.get(name)
+    if build is None:
+        raise KeyError(
+            f"kernel {name!r} is not implemented by the array-module kernel table "
+            f"(module {module.name!r})"
+        )
+    return build(_Namespace(module, name), attrs)
+
+
+def implemented(module: ArrayModule) -> frozenset[str]:
+    """The kernel names :func:`kernel_function` accepts for ``module``: every non-composite
+    standard kernel (one table serves all modules; a namespace lacking a function the table
+    uses still fails when the kernel is built)."""
+    return frozenset(_BUILDERS)
+
+
+def _widening_matmul(matmul: Fn) -> Callable[[Any, Any], Any]:
+    """``matmul`` with 8- and 16-bit floats widened to float32 first (the result stays
+    float32: the table rounds it once)."""
+
+    def run(a: Any, b: Any) -> Any:
+        if _narrow(a):
+            return matmul(a.astype(np.float32), b.astype(np.float32))
+        return matmul(a, b)
+
+    return run
+
+
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _numpy_erfc(x: Any) -> Any:
+    """erfc without SciPy: each element through :func:`math.erfc` (in double precision,
+    then rounded to ``x``'s dtype). Slow, but exact enough to test against."""
+    return np.asarray(_ERFC(x)).astype(x.dtype)
+
+
+@functools.cache
+def numpy_module() -> ArrayModule:
+    """NumPy (with ml_dtypes' bfloat16 and float8 arrays): the kernel table on the host,
+    for tests."""
+    return ArrayModule("numpy", np, _numpy_erfc, _widening_matmul(np.matmul))
+
+
+@functools.cache
+def jax_module() -> ArrayModule:
+    """``jax.numpy``, for the PJRT backends; matmul at ``Precision.HIGHEST``, 8- and
+    16-bit floats accumulated in float32. Imports jax."""
+    import jax.numpy as jnp
+    import jax.scipy.special
+    from jax import lax
+
+    highest = lax.Precision.HIGHEST
+
+    def matmul(a: Any, b: Any) -> Any:
+        prefer = jnp.float32 if _narrow(a) else None
+        return jnp.matmul(a, b, precision=highest, preferred_element_type=prefer)
+
+    return ArrayModule("jax", jnp, jax.scipy.special.erfc, matmul)
+
+
+@functools.cache
+def cupy_module() -> ArrayModule:
+    """CuPy, for the NVIDIA backend; erfc from ``cupyx.scipy.special``. Imports cupy
+    (building kernels needs no GPU; running them does)."""
+    import cupy
+    from cupyx.scipy.special import erfc
+
+    return ArrayModule("cupy", cupy, erfc, _widening_matmul(cupy.matmul))
