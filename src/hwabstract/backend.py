@@ -364,6 +364,34 @@ class Backend(abc.ABC):
         None. Used for zero-copy DLPack export to CPU consumers."""
         return None
 
+    # -- DLPack on device memory (optional) -------------------------------------------------
+
+    def dlpack_device(self, operand: Operand) -> tuple[int, int] | None:
+        """The DLPack ``(device_type, device_id)`` of the operand's memory when the backend
+        can export device memory itself (``(2, i)`` for CUDA GPU ``i``), else None. A
+        backend returning a device implements :meth:`dlpack_export`."""
+        return None
+
+    def dlpack_export(self, writer: Any, operand: Operand, **kwargs: Any) -> Any:
+        """A DLPack capsule over the operand's device memory. ``writer`` is the stream that
+        last wrote it; ``kwargs`` are the consumer's ``__dlpack__`` keywords (``stream``,
+        ``max_version``, ``dl_device``, ``copy``), whose stream rules the backend applies:
+        the consumer's stream must not run ahead of ``writer``'s work."""
+        raise UnsupportedError(
+            f"feature:{Feature.DLPACK.value}",
+            f"backend {self.name!r} does not export device memory through DLPack",
+        )
+
+    def adopt_dlpack(
+        self, index: int, producer: Any, device: tuple[int, int]
+    ) -> tuple[Any, np.dtype[Any], tuple[int, ...], tuple[int, ...], int] | None:
+        """Share the device memory of a DLPack ``producer`` whose ``__dlpack_device__`` is
+        ``device``, as a buffer of device ``index``: returns the buffer (which keeps the
+        producer's memory alive), the NumPy dtype, and the shape, element strides and
+        element offset of the data in the buffer; None when ``device`` is not memory this
+        device can address."""
+        return None
+
     def adopt_host_array(self, index: int, array: np.ndarray) -> Any | None:
         """Wrap existing host memory as a buffer of device ``index`` without copying, or
         return None if the device cannot address host memory. Used by zero-copy

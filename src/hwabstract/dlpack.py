@@ -259,11 +259,20 @@ def _host_view(tensor: Tensor) -> np.ndarray | None:
     return tensor.device._impl.host_view(operand)
 
 
+def _device_memory(tensor: Tensor) -> tuple[int, int] | None:
+    """The DLPack device of ``tensor``'s memory when its backend exports device memory."""
+    return tensor.device._impl.dlpack_device(tensor._operand())
+
+
 def tensor_device(tensor: Tensor) -> tuple[int, int]:
     """The ``(device_type, device_id)`` DLPack pair of ``tensor``: ``(kDLCPU, 0)`` for every
-    device whose memory the host can address."""
+    device whose memory the host can address, the backend's own pair (``(kDLCUDA, i)``)
+    for device memory it exports."""
     if _host_view(tensor) is not None:
         return (KDLCPU, 0)
+    device = _device_memory(tensor)
+    if device is not None:
+        return device
     raise DLPackError(
         f"{tensor.device.name} does not expose its memory to DLPack; ask for a host copy "
         "with t.__dlpack__(dl_device=(1, 0)) (np.from_dlpack(t, device='cpu') cannot, "
@@ -319,13 +328,33 @@ def export_tensor(
     copy = _check_copy(copy)
     version = None if max_version is None else _pair(max_version, "max_version")
     versioned = version is not None and version[0] >= 1
+    wanted = None if dl_device is None else _pair(dl_device, "dl_device")
+    if _host_view(tensor) is None and wanted != (KDLCPU, 0):
+        device = _device_memory(tensor)
+        if device is not None:
+            if wanted is not None and wanted != device:
+                raise DLPackError(
+                    f"cannot export {tensor.device.name} memory to {_device_text(wanted)}: "
+                    f"it lives on {_device_text(device)}; ask for dl_device=(1, 0) for a host "
+                    "copy, or move the tensor first"
+                )
+            storage = tensor._storage
+            writer = storage.last_stream or storage.device.default_stream
+            try:
+                return tensor.device._impl.dlpack_export(
+                    writer.handle, tensor._operand(), stream=stream, max_version=max_version,
+                    dl_device=dl_device, copy=copy,
+                )  # fmt: skip
+            except (BufferError, TypeError, ValueError) as exc:
+                raise DLPackError(
+                    f"{tensor.device.name} could not export this tensor: {exc}"
+                ) from exc
     if stream is not None:
         raise DLPackError(
             "hwabstract tensors are exported as kDLCPU memory, whose consumers must pass "
             f"stream=None (got stream={stream!r}); the export itself waits for the stream "
             "that last wrote the tensor"
         )
-    wanted = None if dl_device is None else _pair(dl_device, "dl_device")
     dtype = tensor.dtype
     if dtype in _NEEDS_1_1 and (version is None or version < (1, 1)):
         asked = f"DLPack {version[0]}.{version[1]}" if version and versioned else "a legacy capsule"
@@ -639,6 +668,9 @@ def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> T
             else ""
         )
         raise DLPackError(f"{producer} does not implement the DLPack protocol{hint}")
+    adopted = _adopt_device_memory(x, target, producer, copy)
+    if adopted is not None:
+        return adopted
     capsule = _request_capsule(x, producer, copy)
     parsed = _parse(capsule, producer)
     check_dtype_supported(target, parsed.dtype)
@@ -679,6 +711,43 @@ def from_dlpack(x: Any, /, *, device: Any = None, copy: bool | None = None) -> T
         strides=tuple(s * item for s in parsed.strides),
     )
     return _upload(host, target, None)
+
+
+def _adopt_device_memory(x: Any, target: Any, producer: str, copy: bool | None) -> Tensor | None:
+    """``x`` shared in place when it lives in device memory ``target``'s backend can
+    address (a CUDA tensor for an nvidia device); None to take the host path."""
+    get_device = getattr(x, "__dlpack_device__", None)
+    if get_device is None:
+        return None
+    try:
+        device = _pair(get_device(), f"{producer}.__dlpack_device__()")
+    except BufferError as exc:
+        raise DLPackError(f"cannot import {producer} through DLPack: {exc}") from exc
+    if device[0] == KDLCPU:
+        return None
+    from .dispatch import check_dtype_supported
+
+    try:
+        adopted = target._impl.adopt_dlpack(target.index, x, device)
+    except (BufferError, TypeError, ValueError, RuntimeError) as exc:
+        raise DLPackError(
+            f"{target.name} could not import {producer}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if adopted is None:
+        return None
+    buffer, np_dtype, shape, strides, offset = adopted
+    dtype = dt.dtype(np_dtype)
+    storage = Storage(target, buffer.nbytes, buffer)
+    tensor = Tensor._wrap(storage, dtype, shape, strides, offset)
+    check_dtype_supported(target, dtype)
+    if copy:
+        from .creation import asarray
+
+        own = asarray(tensor, device=target, copy=True)
+        # the producer may reuse its memory once from_dlpack returns: finish reading it
+        (own._storage.last_stream or target.default_stream).synchronize()
+        return own
+    return tensor
 
 
 def _from_device_tensor(x: Tensor, target: Any, copy: bool | None) -> Tensor:
