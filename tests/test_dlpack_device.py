@@ -45,9 +45,12 @@ class DeviceMemoryBackend(CpuBackend):
         writer.synchronize()
         return _make_view(operand).__dlpack__(max_version=kwargs.get("max_version"))
 
-    def adopt_dlpack(self, index: int, producer: Any, device: tuple[int, int]) -> Any:
+    adopted_on: list[Any] = []
+
+    def adopt_dlpack(self, index: int, producer: Any, device: tuple[int, int], stream: Any) -> Any:
         if device != (EXT, index):
             return None
+        self.adopted_on.append(stream)
         array = producer.array
         buffer = self.adopt_host_array(index, array)
         item = array.dtype.itemsize
@@ -85,6 +88,7 @@ def devmem(fresh_registry: Callable[..., Registry]) -> hw.Device:
         HWABSTRACT_CPU_DEVICES="2",
     )
     DeviceMemoryBackend.exports = []
+    DeviceMemoryBackend.adopted_on = []
     DeviceMemoryBackend.fail_with = None
     return hw.device("devmem:0")
 
@@ -155,6 +159,16 @@ def test_import_adopts_device_memory_in_place(devmem: hw.Device) -> None:
     assert t.shape == (3, 4) and t.dtype is hw.float32 and producer.host_requests == 0
     source[0, 0] = 99.0  # shared: the tensor sees the producer's write
     assert t.numpy()[0, 0] == 99.0
+
+
+def test_import_hands_the_backend_the_current_stream_and_records_it_as_the_writer(
+    devmem: hw.Device,
+) -> None:
+    s = devmem.create_stream()
+    with s:
+        t = hw.from_dlpack(Producer(np.zeros(3, np.float32)), device=devmem)
+    assert DeviceMemoryBackend.adopted_on == [s.handle]
+    assert t._storage.last_stream is s
 
 
 def test_import_with_copy_true_takes_its_own_copy(devmem: hw.Device) -> None:

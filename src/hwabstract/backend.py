@@ -383,13 +383,15 @@ class Backend(abc.ABC):
         )
 
     def adopt_dlpack(
-        self, index: int, producer: Any, device: tuple[int, int]
+        self, index: int, producer: Any, device: tuple[int, int], stream: Any
     ) -> tuple[Any, np.dtype[Any], tuple[int, ...], tuple[int, ...], int] | None:
         """Share the device memory of a DLPack ``producer`` whose ``__dlpack_device__`` is
         ``device``, as a buffer of device ``index``: returns the buffer (which keeps the
         producer's memory alive), the NumPy dtype, and the shape, element strides and
         element offset of the data in the buffer; None when ``device`` is not memory this
-        device can address."""
+        device can address. The producer's pending writes must be ordered before
+        ``stream`` (hand it to the producer as DLPack's ``stream``): the core records
+        ``stream`` as the new tensor's writer."""
         return None
 
     def adopt_host_array(self, index: int, array: np.ndarray) -> Any | None:

@@ -726,9 +726,11 @@ def _adopt_device_memory(x: Any, target: Any, producer: str, copy: bool | None) 
     if device[0] == KDLCPU:
         return None
     from .dispatch import check_dtype_supported
+    from .stream import current_stream
 
+    stream = current_stream(target)
     try:
-        adopted = target._impl.adopt_dlpack(target.index, x, device)
+        adopted = target._impl.adopt_dlpack(target.index, x, device, stream.handle)
     except (BufferError, TypeError, ValueError, RuntimeError) as exc:
         raise DLPackError(
             f"{target.name} could not import {producer}: {type(exc).__name__}: {exc}"
@@ -738,6 +740,7 @@ def _adopt_device_memory(x: Any, target: Any, producer: str, copy: bool | None) 
     buffer, np_dtype, shape, strides, offset = adopted
     dtype = dt.dtype(np_dtype)
     storage = Storage(target, buffer.nbytes, buffer)
+    storage.mark_written(stream)  # the producer's writes are ordered before this stream
     tensor = Tensor._wrap(storage, dtype, shape, strides, offset)
     check_dtype_supported(target, dtype)
     if copy:

@@ -1,0 +1,934 @@
+"""The nvidia backend's own logic on a TEST DOUBLE of CuPy (``fake_cupy``: host memory and
+NumPy, no CUDA): views with byte strides, raw-pointer copies, peer copies, stream-ordered
+frees, memory accounting, out-of-memory mapping, CUDA error mapping, the ufunc fast path,
+DLPack, custom-kernel launches -- and the conformance suite. What passes here proves the
+backend's Python; only a GPU proves CUDA (test_nvidia_gpu.py, ``tox -e nvidia-gpu``)."""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("hwabstract_nvidia", reason="hwabstract-nvidia is not installed")
+
+import fake_cupy
+from conftest import cpu_source
+from hwabstract_nvidia import CudaKernel
+from hwabstract_nvidia.compiler import CompiledModule
+
+import hwabstract as hw
+from hwabstract.backend import Feature, Operand
+from hwabstract.errors import (
+    DeviceError,
+    DLPackError,
+    KernelError,
+    OutOfMemoryError,
+    StreamError,
+)
+from hwabstract.registry import PluginSource, Registry
+
+HERE = Path(__file__).resolve().parent
+cp: Any = fake_cupy.MODULES["cupy"]
+
+
+def _nvidia_source() -> PluginSource:
+    return PluginSource(
+        "nvidia",
+        lambda: importlib.import_module("hwabstract_nvidia.plugin"),
+        "hwabstract-nvidia",
+        "0.1.0",
+    )
+
+
+@pytest.fixture
+def fake_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The fake as ``cupy``/``cupyx`` in ``sys.modules`` (the real ones come back after),
+    and ``cupy_module()``'s cache emptied on both sides (it keeps the ``cupy`` it found)."""
+    from hwabstract.backends.array_kernels import cupy_module
+
+    fake_cupy.install(monkeypatch)
+    cupy_module.cache_clear()
+    yield
+    fake_cupy.gpu().clear_errors()
+    fake_cupy.gpu().release_fences()
+    cupy_module.cache_clear()
+
+
+#: the environment the backends are discovered in (a test adds to it)
+_CLEAN_ENV: dict[str, str | None] = {"HWABSTRACT_NVIDIA_MEMORY": None, "CUDA_VISIBLE_DEVICES": None}
+
+
+@pytest.fixture
+def nvidia(
+    fake_installed: None, fresh_registry: Callable[..., Registry]
+) -> Callable[..., fake_cupy.FakeGpu]:
+    """``make(env=None, **config)``: a fresh fake GPU (``FakeGpu(**config)``) and a fresh
+    registry with the cpu and nvidia backends discovered on it."""
+
+    def make(env: dict[str, str] | None = None, **config: Any) -> fake_cupy.FakeGpu:
+        gpu = fake_cupy.reset(**config)
+        fresh_registry([cpu_source(), _nvidia_source()], **{**_CLEAN_ENV, **(env or {})})
+        return gpu
+
+    return make
+
+
+@pytest.fixture
+def gpu(nvidia: Callable[..., fake_cupy.FakeGpu]) -> fake_cupy.FakeGpu:
+    """Two fake H100s, nvidia:0 and nvidia:1."""
+    return nvidia()
+
+
+def _data(shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape).astype(dtype)
+
+
+def _buffer(impl: Any, index: int, host: np.ndarray) -> Any:
+    """A backend buffer holding ``host``'s bytes (through the contiguous copy path)."""
+    buf = impl.allocate(index, host.nbytes)
+    flat = np.ascontiguousarray(host).reshape(-1)
+    op = Operand(buf, hw.dtypes.dtype(host.dtype), flat.shape, (1,), 0)
+    stream = hw.device(f"nvidia:{index}").default_stream.handle
+    impl.copy_from_host(stream, op, flat)
+    return buf
+
+
+def _read(impl: Any, op: Operand) -> np.ndarray:
+    out = np.empty(op.shape, op.dtype.numpy_dtype)
+    stream = hw.device(f"nvidia:{op.buffer.device}").default_stream.handle
+    impl.copy_to_host(stream, out, op)
+    impl.stream_synchronize(stream)
+    return out
+
+
+# -- the double itself: CuPy's rules, as checked against CuPy 14's sources -------------------------
+
+
+def test_the_double_follows_cupys_rules(fake_installed: None) -> None:
+    rt = cp.cuda.runtime
+    fake_cupy.reset(memory_limit=4096)
+    pool = cp.get_default_memory_pool()
+    with cp.cuda.Device(0):
+        p = pool.malloc(100)
+        assert p.mem.size == 512 and pool.used_bytes() == 512  # rounded up to 512 B
+        assert (p + 16).ptr == p.ptr + 16 and (16 + p).mem is p.mem and (p - 0).ptr == p.ptr
+        assert pool.malloc(0).ptr == 0  # the null pointer, which takes no offset
+        with pytest.raises(AssertionError):
+            pool.malloc(0) + 8
+        # byte strides of any sign: element 0 at memptr, others before it
+        a = cp.ndarray((3, 4), np.float32, memptr=p + 44, strides=(-16, 4))
+        assert a.data.ptr == p.ptr + 44 and a.data.mem is p.mem and a.strides == (-16, 4)
+        with pytest.raises(ValueError, match="memptr is required"):
+            cp.ndarray((2,), np.float32, strides=(4,))
+        with pytest.raises(ValueError, match="maximum supported dimension"):
+            cp.ndarray((1,) * 65, np.float32, memptr=p)
+        with pytest.raises(fake_cupy.FakeCupyError, match="outside every live allocation"):
+            cp.ndarray((200,), np.float32, memptr=p)  # (CuPy would let a kernel fault)
+        with pytest.raises(TypeError, match="Unsupported type"):
+            cp.add(np.ones(2), np.ones(2))  # NumPy arrays are not device arrays
+        with pytest.raises(TypeError, match="Wrong arguments"):
+            cp.add(a, a, where=True)
+        zero_d = cp.add(cp.ones((), np.float32), 1)
+        assert isinstance(zero_d, cp.ndarray) and zero_d.shape == ()  # not a NumPy scalar
+        with pytest.raises(cp.cuda.memory.OutOfMemoryError, match="allocating 4,096 bytes"):
+            pool.malloc(4000)  # 512 B in use, 4 KiB in all: even after freeing cached blocks
+        event = cp.cuda.Event()
+        assert event.done  # never recorded: cudaEventQuery says success
+        with pytest.raises(rt.CUDARuntimeError, match="cudaErrorInvalidResourceHandle"):
+            cp.cuda.get_elapsed_time(event, event)
+        host = cp.asarray(_data((4, 4)))
+        imported = cp.from_dlpack(host)
+        assert imported.data.ptr == host.data.ptr and imported.data.mem.size == 4 * (4 + 4)
+        with pytest.raises(RuntimeError, match="Unsupported device"):
+            np.from_dlpack(host)  # a kDLCUDA capsule, as CuPy's
+        assert host.__dlpack_device__() == (2, 0)
+    with cp.cuda.Device(1):
+        other = cp.cuda.Stream(non_blocking=True)
+    with cp.cuda.Device(0):
+        with pytest.raises(rt.CUDARuntimeError, match="cudaErrorInvalidResourceHandle"):
+            cp.cuda.Event().record(other)  # an event and a stream of two devices
+        with pytest.raises(RuntimeError, match="does not match with the current device"):
+            other.__enter__()
+    assert issubclass(rt.CUDARuntimeError, RuntimeError)
+    assert str(rt.CUDARuntimeError(700)) == (
+        "cudaErrorIllegalAddress: an illegal memory access was encountered"
+    )
+    assert str(cp.cuda.driver.CUDADriverError(700)).startswith("CUDA_ERROR_ILLEGAL_ADDRESS: ")
+
+
+# -- discovery -------------------------------------------------------------------------------------
+
+
+def test_the_backend_runs_on_the_fake_and_the_fake_says_so(gpu: fake_cupy.FakeGpu) -> None:
+    (status,) = [b for b in hw.backends() if b.name == "nvidia"]
+    assert status.ok and status.device_count == 2
+    assert cp.__version__.endswith("+fake") and "test double" in cp.__doc__
+    assert [d.name for d in hw.devices("nvidia")] == ["nvidia:0", "nvidia:1"]
+
+
+def test_device_info_describes_the_gpu(gpu: fake_cupy.FakeGpu) -> None:
+    info = hw.device("nvidia:1").info
+    assert info.name == "NVIDIA H100 80GB HBM3 (fake)" and info.vendor == "NVIDIA"
+    assert info.model.endswith("(sm_90)") and not info.standin
+    assert info.memory_capacity == 80 * 2**30
+    assert info.driver_version == "CUDA driver 12.8"
+    assert info.extra["compute_capability"] == "9.0"
+    assert info.extra["multiprocessors"] == "132"
+    assert info.extra["cuda_runtime"] == "12.9" and info.extra["cupy"] == "14.2.0+fake"
+    assert info.extra["pci_bus_id"] == "0000:32:00"
+    assert info.extra["profile"] == "NVIDIA H100 SXM"  # matched by the name, not "PCIe"
+    assert info.extra["hbm_bandwidth_GBps"] == "3350"
+    assert hw.device("nvidia:0")._impl.compute_capability(0) == (9, 0)
+
+
+def test_an_unknown_gpu_has_no_profile(nvidia: Callable[..., fake_cupy.FakeGpu]) -> None:
+    nvidia(name="NVIDIA GeForce GTX 1080", capability=(6, 1))
+    info = hw.device("nvidia:0").info
+    assert info.extra["profile"].startswith("none matches") and info.model.endswith("(sm_61)")
+
+
+def test_capabilities_are_cupys(gpu: fake_cupy.FakeGpu) -> None:
+    caps = hw.device("nvidia:0").capabilities
+    assert not caps.supports_dtype(hw.bfloat16) and not caps.supports_dtype(hw.float8_e4m3fn)
+    assert caps.supports_dtype(hw.float16) and caps.supports_dtype(hw.complex128)
+    assert caps.supports_kernel("matmul", hw.float16) and caps.supports_kernel("gelu", hw.float64)
+    assert not caps.supports_kernel("add", hw.bfloat16)
+    for feature in (
+        Feature.PEER_COPY,
+        Feature.EVENT_TIMING,
+        Feature.DLPACK,
+        Feature.CUSTOM_KERNELS,
+        Feature.CONCURRENT_STREAMS,
+        Feature.SUBNORMALS,
+    ):
+        assert caps.has_feature(feature), feature  # fmt: skip
+    assert caps.limits.memory_capacity == 80 * 2**30 and caps.limits.max_dims == 32
+
+
+def test_one_gpu_declares_no_peer_copies(nvidia: Callable[..., fake_cupy.FakeGpu]) -> None:
+    nvidia(device_count=1)
+    assert len(hw.devices("nvidia")) == 1
+    assert not hw.device("nvidia:0").capabilities.has_feature(Feature.PEER_COPY)
+
+
+def test_a_driver_without_gpus_leaves_the_backend_unavailable(
+    nvidia: Callable[..., fake_cupy.FakeGpu],
+) -> None:
+    nvidia(device_count=0)
+    (status,) = [b for b in hw.backends() if b.name == "nvidia"]
+    assert status.status == "unavailable" and "sees no NVIDIA GPU" in (status.reason or "")
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+def test_allocations_are_accounted_and_cached_by_the_pool(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:0")
+    before = dev.memory_stats()
+    x = hw.empty((1000,), dtype=hw.float32, device=dev)
+    during = dev.memory_stats()
+    assert during.in_use == before.in_use + 4000
+    assert during.allocations == before.allocations + 1 and during.peak >= during.in_use
+    assert during.free == during.capacity - during.in_use
+    with cp.cuda.Device(0):
+        assert cp.get_default_memory_pool().used_bytes() >= 4096  # rounded up to 512 B
+    del x
+    gc.collect()
+    after = dev.memory_stats()
+    assert after.in_use == before.in_use and after.allocations == before.allocations
+    assert after.cached >= 4096  # back in CuPy's pool, not in CUDA's hands
+    assert hw.device("nvidia:1").memory_stats().in_use == 0  # another device's accounting
+
+
+def test_a_zero_byte_tensor_is_a_null_pointer(gpu: fake_cupy.FakeGpu) -> None:
+    t = hw.empty((0, 3), dtype=hw.float32, device="nvidia:0")
+    assert t._storage.buffer.mem.ptr == 0
+    assert t.numpy().shape == (0, 3) and hw.add(t, t).shape == (0, 3)
+
+
+def test_the_memory_cap_refuses_before_cuda_is_asked(
+    nvidia: Callable[..., fake_cupy.FakeGpu],
+) -> None:
+    gpu = nvidia(env={"HWABSTRACT_NVIDIA_MEMORY": "1MiB"})
+    dev = hw.device("nvidia:0")
+    assert dev.info.memory_capacity == 2**20 and dev.capabilities.limits.max_allocation == 2**20
+    calls = gpu.malloc_calls
+    with pytest.raises(OutOfMemoryError) as info:
+        hw.empty((2**20 + 1,), dtype=hw.uint8, device=dev)
+    assert info.value.requested == 2**20 + 1 and info.value.capacity == 2**20
+    assert info.value.vendor_message is None and gpu.malloc_calls == calls
+    assert dev.memory_stats().in_use == 0
+    hw.ones((2**19,), dtype=hw.uint8, device=dev)  # still works
+
+
+def test_a_bad_memory_cap_makes_the_backend_unavailable(
+    nvidia: Callable[..., fake_cupy.FakeGpu],
+) -> None:
+    nvidia(env={"HWABSTRACT_NVIDIA_MEMORY": "lots"})
+    (status,) = [b for b in hw.backends() if b.name == "nvidia"]
+    assert status.status == "unavailable" and "HWABSTRACT_NVIDIA_MEMORY" in (status.reason or "")
+
+
+def test_cudas_out_of_memory_is_mapped_with_cupys_message(
+    nvidia: Callable[..., fake_cupy.FakeGpu],
+) -> None:
+    """hwabstract's accounting allows 80 GiB; the fake GPU backs 1 MiB: CuPy's pool fails
+    (after its own retries), the backend releases the pool's cached blocks, retries, and
+    maps the failure with CUDA's figures and CuPy's message."""
+    gpu = nvidia(memory_limit=2**20)
+    dev = hw.device("nvidia:0")
+    cached = hw.empty((300_000,), dtype=hw.uint8, device=dev)
+    del cached
+    gc.collect()
+    assert dev.memory_stats().cached > 0  # a block the pool keeps
+    with pytest.raises(OutOfMemoryError) as info:
+        hw.empty((1_500_000,), dtype=hw.uint8, device=dev)
+    err = info.value
+    assert err.requested == 1_500_000 and err.capacity == 80 * 2**30 and err.free == 2**20
+    assert err.vendor_message is not None
+    assert "Out of memory allocating 1,500,160 bytes" in err.vendor_message
+    assert dev.memory_stats().cached == 0  # free_all_blocks released the cached block
+    assert dev.memory_stats().in_use == 0 and gpu.allocated[0] == 0
+    np.testing.assert_array_equal(hw.ones((4,), dtype=hw.int32, device=dev).numpy(), 1)
+
+
+def test_a_free_waits_for_its_fences(gpu: fake_cupy.FakeGpu) -> None:
+    """Stream-ordered free: the memory of a tensor used on two streams goes back to the
+    pool only once an event recorded on each of them is reached."""
+    dev = hw.device("nvidia:0")
+    impl, state = dev._impl, dev._impl._states[0]
+    s = dev.create_stream()
+    x = hw.zeros((4096,), dtype=hw.float32, device=dev)  # written on the default stream
+    hw.add(x, 1.0, out=x, stream=s)
+    cached = dev.memory_stats().cached
+    gpu.hold_fences = True
+    del x
+    gc.collect()
+    assert dev.memory_stats().in_use < 4096  # hwabstract's accounting: freed at once
+    assert len(state.pending) == 1 and len(state.pending[0][1]) == 2  # one fence per stream
+    assert gpu.pending_events() == 2 and not s.query()
+    assert dev.memory_stats().cached == cached  # the memory itself is still held
+    impl._reap(state)
+    assert len(state.pending) == 1  # nothing reached yet
+    gpu.hold_fences = False
+    gpu.release_fences()
+    assert s.query()
+    hw.empty((1,), dtype=hw.uint8, device=dev)  # an allocation reaps (and may take 512 B)
+    assert not state.pending and dev.memory_stats().cached >= cached + 16384 - 512
+
+
+def test_a_free_on_a_destroyed_stream_needs_no_fence(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:0")
+    state = dev._impl._states[0]
+    s = dev.create_stream()
+    x = hw.zeros((64,), dtype=hw.float32, device=dev)
+    hw.add(x, 1.0, out=x, stream=s)
+    dev.synchronize()
+    dev._impl.destroy_stream(s.handle)
+    gpu.hold_fences = True
+    del x
+    gc.collect()
+    assert len(state.pending) == 1 and len(state.pending[0][1]) == 1  # the default stream's
+
+
+def test_an_allocation_waits_for_pending_frees_before_failing(
+    nvidia: Callable[..., fake_cupy.FakeGpu],
+) -> None:
+    """Memory held by a pending free is what a failing allocation waits for: the backend
+    reaps with waiting, empties the pool and retries."""
+    gpu = nvidia(memory_limit=2**20)
+    dev = hw.device("nvidia:0")
+    state = dev._impl._states[0]
+    s = dev.create_stream()
+    x = hw.zeros((700_000,), dtype=hw.uint8, device=dev)
+    hw.add(x, 1, out=x, stream=s)
+    gpu.hold_fences = True
+    del x
+    gc.collect()
+    assert len(state.pending) == 1
+    y = hw.empty((700_000,), dtype=hw.uint8, device=dev)
+    assert not state.pending and gpu.pending_events() == 0
+    assert y.shape == (700_000,) and gpu.allocated[0] <= 2**20
+
+
+# -- data movement ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8, np.float16, np.complex128, np.bool_])
+def test_host_round_trips(gpu: fake_cupy.FakeGpu, dtype: Any) -> None:
+    a = _data((5, 7), dtype)
+    t = hw.asarray(a, device="nvidia:1")
+    np.testing.assert_array_equal(t.numpy(), a)
+    np.testing.assert_array_equal(t[::-1, ::3].numpy(), a[::-1, ::3])  # strided source
+    np.testing.assert_array_equal(t.T.numpy(), a.T)
+    np.testing.assert_array_equal(
+        hw.broadcast_to(t[2], (4, 7)).numpy(), np.broadcast_to(a[2], (4, 7))
+    )
+
+
+def test_writes_through_views_and_device_copies(gpu: fake_cupy.FakeGpu) -> None:
+    a = _data((6, 8))
+    t = hw.asarray(a, device="nvidia:0")
+    t[1:5:2, ::-2] = hw.asarray(np.full((2, 4), -1.0, np.float32), device="nvidia:0")
+    a[1:5:2, ::-2] = -1.0
+    np.testing.assert_array_equal(t.numpy(), a)
+    t[1:] = t[:-1]  # overlapping: the core copies the source out first
+    a[1:] = a[:-1].copy()
+    np.testing.assert_array_equal(t.numpy(), a)
+    u = hw.asarray(t, device="nvidia:0", copy=True)  # device to device
+    np.testing.assert_array_equal(u.numpy(), a)
+
+
+def test_copies_with_raw_pointers_and_byte_strides(gpu: fake_cupy.FakeGpu) -> None:
+    """The backend's copy paths on hand-made operands: offsets, negative and zero strides,
+    the staged host-to-device copy into a strided destination, the ascontiguousarray one
+    back, the memcpy of contiguous device copies and the copy kernel of strided ones."""
+    impl = hw.device("nvidia:0")._impl
+    stream = hw.device("nvidia:0").default_stream.handle
+    f32 = hw.float32
+    base = _data((40,))
+    buf = _buffer(impl, 0, base)
+    copies = gpu.memcpy_calls
+    # contiguous 2-d window at an offset
+    op = Operand(buf, f32, (3, 4), (4, 1), 5)
+    np.testing.assert_array_equal(_read(impl, op), base[5:17].reshape(3, 4))
+    # negative strides: element 0 is the last in memory
+    rev = Operand(buf, f32, (3, 4), (-8, -2), 39)
+    expect = np.lib.stride_tricks.as_strided(base[39:], (3, 4), (-32, -8))
+    np.testing.assert_array_equal(_read(impl, rev), expect)
+    # a zero stride: a broadcast row
+    bcast = Operand(buf, f32, (3, 5), (0, 1), 10)
+    np.testing.assert_array_equal(_read(impl, bcast), np.broadcast_to(base[10:15], (3, 5)))
+    # host to a strided (reversed) destination: staged, then a copy kernel
+    host = _data((3, 4)) + 100
+    impl.copy_from_host(stream, rev, host)
+    np.testing.assert_array_equal(_read(impl, rev), host)
+    # device to device: contiguous (a memcpy) and strided (a copy kernel)
+    dst = impl.allocate(0, 80)
+    impl.copy(stream, Operand(dst, f32, (3, 4), (4, 1), 2), op)
+    np.testing.assert_array_equal(
+        _read(impl, Operand(dst, f32, (3, 4), (4, 1), 2)), _read(impl, op)
+    )
+    impl.copy(stream, Operand(dst, f32, (3, 5), (5, 1), 0), bcast)
+    np.testing.assert_array_equal(
+        _read(impl, Operand(dst, f32, (3, 5), (5, 1), 0)), _read(impl, bcast)
+    )
+    assert gpu.memcpy_calls > copies
+    impl.free(buf)
+    impl.free(dst)
+    with pytest.raises(DeviceError, match="already freed"):
+        impl.free(buf)
+    with pytest.raises(DeviceError, match="was freed"):
+        impl.view(op)
+
+
+def test_a_peer_copy_of_a_strided_view(gpu: fake_cupy.FakeGpu) -> None:
+    a = _data((6, 10))
+    t = hw.asarray(a, device="nvidia:0")
+    v = t[::-2, 1:9:3]
+    moved = v.to("nvidia:1")
+    assert moved.device.name == "nvidia:1"
+    np.testing.assert_array_equal(moved.numpy(), a[::-2, 1:9:3])
+    ((dst_dev, src_dev, nbytes),) = gpu.peer_copies
+    # only the bytes the view spans crossed: rows 5, 3, 1, columns 1..7
+    assert (dst_dev, src_dev) == (1, 0) and nbytes == (4 * 10 + 7 - 1 + 1) * 4
+
+
+def test_peer_copy_offset_arithmetic(gpu: fake_cupy.FakeGpu) -> None:
+    impl = hw.device("nvidia:0")._impl
+    base = _data((50,), np.int16)
+    src = _buffer(impl, 0, base)
+    dst = impl.allocate(1, 2 * 12)
+    stream = hw.device("nvidia:1").default_stream.handle
+    i16 = hw.int16
+    cases = [
+        ((3, 4), (-10, 3), 31),  # rows reversed
+        ((3, 4), (10, -2), 7),  # columns reversed
+        ((3, 4), (0, -1), 49),  # a broadcast, reversed row ending at the last element
+        ((12,), (4,), 2),  # every fourth element
+    ]
+    for shape, strides, offset in cases:
+        op = Operand(src, i16, shape, strides, offset)
+        target = Operand(dst, i16, shape, (4, 1)[-len(shape) :], 0)
+        impl.copy_peer(stream, target, op)
+        expect = np.lib.stride_tricks.as_strided(base[offset:], shape, [2 * s for s in strides])
+        np.testing.assert_array_equal(_read(impl, target), expect, err_msg=str((shape, strides)))
+    impl.free(src)
+    impl.free(dst)
+
+
+# -- kernels ---------------------------------------------------------------------------------------
+
+
+def test_kernels_through_the_public_api(gpu: fake_cupy.FakeGpu) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((16, 24)).astype(np.float32)
+    b = rng.standard_normal((24, 8)).astype(np.float32)
+    x, y = hw.asarray(a, device="nvidia:0"), hw.asarray(b, device="nvidia:0")
+    np.testing.assert_array_equal(hw.add(x, x).numpy(), a + a)
+    np.testing.assert_array_equal(hw.multiply(x, 2.5).numpy(), a * np.float32(2.5))
+    np.testing.assert_allclose(hw.sum(x).numpy(), a.sum(dtype=np.float64), rtol=1e-5)
+    np.testing.assert_allclose(hw.sum(x, axis=0).numpy(), a.sum(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(hw.matmul(x, y).numpy(), a @ b, rtol=1e-5, atol=1e-5)
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(hw.softmax(x).numpy(), e / e.sum(axis=-1, keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(hw.add(x[::-1, ::2], 1.0).numpy(), a[::-1, ::2] + 1)
+    h = hw.asarray(a.astype(np.float16), device="nvidia:0")  # the table: float32, rounded once
+    np.testing.assert_array_equal(
+        hw.multiply(h, h).numpy(), (a.astype(np.float16).astype(np.float32) ** 2).astype(np.float16)
+    )
+    np.testing.assert_allclose(hw.gelu(x).numpy()[0, :3], _gelu(a[0, :3]), rtol=1e-5)
+
+
+def _gelu(v: np.ndarray) -> np.ndarray:
+    import math
+
+    return np.array([0.5 * t * math.erfc(-t / math.sqrt(2.0)) for t in v.astype(np.float64)])
+
+
+def test_elementwise_kernels_write_straight_into_the_output(
+    gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ufunc fast path: CuPy's ufunc with ``out=`` the output view; float16 and
+    kernels with attributes go through the table instead."""
+    calls: list[dict[str, Any]] = []
+    real_add = cp.add
+
+    class Spy:
+        __name__ = "add"
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return real_add(*args, **kwargs)
+
+    monkeypatch.setitem(fake_cupy._NAMESPACE_CACHE, "add", Spy())
+    x = hw.asarray(_data((3, 4)), device="nvidia:0")
+    out = hw.empty((3, 4), dtype=hw.float32, device="nvidia:0")
+    hw.add(x, x, out=out)
+    assert len(calls) == 1 and calls[0]["casting"] == "unsafe"
+    assert calls[0]["out"].data.ptr == out._storage.buffer.mem.ptr  # the output's own memory
+    np.testing.assert_array_equal(out.numpy(), 2 * _data((3, 4)))
+    h = hw.add(hw.asarray(_data((2,), np.float16), device="nvidia:0"), 1.0)
+    assert len(calls) == 2 and "out" not in calls[1]  # float16: the table, widened
+    np.testing.assert_array_equal(h.numpy(), _data((2,), np.float16) + 1)
+
+
+def test_a_kernel_cupy_rejects_is_a_kernel_error(
+    gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise TypeError("Wrong type of arguments for cupy_sqrt")
+
+    monkeypatch.setitem(fake_cupy._NAMESPACE_CACHE, "sqrt", fake_cupy.ufunc(refuse, "sqrt", 1))
+    impl = hw.device("nvidia:0")._impl
+    impl._ufuncs.clear()
+    with pytest.raises(KernelError, match="CuPy could not run kernel 'sqrt'") as info:
+        hw.sqrt(hw.ones((3,), dtype=hw.float32, device="nvidia:0"))
+    assert "Wrong type" in (info.value.vendor_message or "")
+
+
+# -- streams and events ----------------------------------------------------------------------------
+
+
+def test_event_timing_query_and_cross_stream_waits(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:0")
+    s1, s2 = dev.create_stream(), dev.create_stream()
+    x = hw.ones((256, 256), dtype=hw.float32, device=dev)
+    start = s1.record(timing=True)
+    y = hw.matmul(x, x, stream=s1)
+    end = s1.record(timing=True)
+    assert start.elapsed_time(end) >= 0.0
+    gpu.hold_fences = True
+    marker = s1.record(timing=False)
+    assert not marker.query() and not s1.query()
+    s2.wait(marker)  # returns at once; s2 now waits on the device
+    assert not s2.query()
+    with pytest.raises(StreamError, match="timing"):
+        start.elapsed_time(marker)
+    gpu.hold_fences = False
+    marker.synchronize()
+    assert marker.query() and s1.query() and s2.query()
+    np.testing.assert_allclose(y.numpy(), np.full((256, 256), 256.0, np.float32))
+
+
+def test_elapsed_time_of_unreached_or_untimed_events_is_cudas_error(
+    gpu: fake_cupy.FakeGpu,
+) -> None:
+    impl = hw.device("nvidia:0")._impl
+    s = hw.device("nvidia:0").create_stream()  # (kept: its finalizer destroys the handle)
+    stream = s.handle
+    timed = impl.record_event(stream, True)
+    untimed = impl.record_event(stream, False)
+    with pytest.raises(cp.cuda.runtime.CUDARuntimeError, match="cudaErrorInvalidResourceHandle"):
+        impl.event_elapsed_ms(timed, untimed)
+    gpu.hold_fences = True
+    late = impl.record_event(stream, True)
+    with pytest.raises(cp.cuda.runtime.CUDARuntimeError, match="cudaErrorNotReady"):
+        impl.event_elapsed_ms(timed, late)
+
+
+def test_destroy_stream(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:1")
+    impl = dev._impl
+    s = dev.create_stream()
+    x = hw.ones((8,), dtype=hw.int32, device=dev)
+    hw.add(x, x, stream=s)
+    gpu.hold_fences = True
+    s.record()
+    impl.destroy_stream(s.handle)  # synchronizes: the pending event is reached
+    assert s.handle.destroyed and gpu.pending_events() == 0
+    impl.destroy_stream(s.handle)  # twice is harmless (the finalizer runs it again)
+    with pytest.raises(StreamError, match="destroyed"):
+        hw.add(x, x, stream=s)
+    with pytest.raises(StreamError, match="destroyed"):
+        s.synchronize()
+
+
+def test_streams_are_cuda_streams_of_their_device(gpu: fake_cupy.FakeGpu) -> None:
+    s = hw.device("nvidia:1").create_stream()
+    assert s.handle.cuda.device_id == 1 and s.handle.cuda.non_blocking
+    with cp.cuda.Device(0), pytest.raises(RuntimeError, match="does not match"), s.handle.cuda:
+        pass  # CuPy refuses a stream of another device (the backend always sets the device)
+
+
+# -- CUDA errors -----------------------------------------------------------------------------------
+
+
+def test_a_sticky_error_says_the_context_is_lost(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:0")
+    s = dev.create_stream()
+    x = hw.ones((16,), dtype=hw.float32, device=dev)
+    gpu.fail(0, "cudaErrorIllegalAddress")  # a kernel touched a bad address
+    with pytest.raises(KernelError, match="context is unusable") as info:
+        s.synchronize()
+    assert "cudaErrorIllegalAddress" in str(info.value)
+    assert info.value.vendor_message == (
+        "CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered"
+    )
+    with pytest.raises(KernelError, match="context is unusable"):
+        s.query()
+    # every later call fails the same way, mapped: kernels (CuPy launches them through the
+    # driver API: CUDA_ERROR_ILLEGAL_ADDRESS), copies, events
+    with pytest.raises(KernelError, match=r"kernel 'add' failed on nvidia:0.*is unusable") as k:
+        hw.add(x, x, out=x)
+    assert "CUDADriverError: CUDA_ERROR_ILLEGAL_ADDRESS" in (k.value.vendor_message or "")
+    with pytest.raises(KernelError, match=r"copy to the host failed.*is unusable"):
+        x.numpy()
+    impl, handle = dev._impl, dev.default_stream.handle
+    with pytest.raises(KernelError, match=r"copy to the device failed.*is unusable"):
+        impl.copy_from_host(handle, x._operand(), np.ones(16, np.float32))
+    with pytest.raises(KernelError, match=r"device-to-device copy failed.*is unusable"):
+        impl.copy(handle, x._operand(), x[::-1]._operand())
+    with pytest.raises(KernelError, match=r"peer copy failed.*is unusable"):
+        y = hw.ones((16,), dtype=hw.float32, device="nvidia:1")
+        impl.copy_peer(handle, x._operand(), y._operand())
+    with pytest.raises(KernelError, match=r"recording an event failed.*is unusable"):
+        s.record()
+    with pytest.raises(KernelError, match=r"DLPack export failed.*is unusable"):
+        x.__dlpack__(max_version=(1, 0))  # (the consumer's stream would wait on an event)
+    # nvidia:1 is another context: unaffected
+    np.testing.assert_array_equal(hw.ones((2,), dtype=hw.int8, device="nvidia:1").numpy(), 1)
+
+
+def test_after_a_sticky_error_freeing_and_destroying_raise_nothing(
+    gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage.__del__ frees and a finalizer destroys streams: neither may raise (nothing
+    could catch it); the failure was reported by whoever synchronized."""
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    dev = hw.device("nvidia:0")
+    s = dev.create_stream()
+    x = hw.ones((16,), dtype=hw.float32, device=dev)
+    hw.add(x, x, out=x, stream=s)
+    gpu.fail(0, "cudaErrorIllegalAddress")
+    state = dev._impl._states[0]
+    in_use = state.in_use
+    del x
+    gc.collect()
+    assert state.in_use == in_use - 64 and not state.pending
+    handle = s.handle
+    del s
+    gc.collect()
+    assert handle.destroyed and not unraisable
+
+
+def test_a_non_sticky_error_is_reported_once(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:0")
+    s = dev.create_stream()
+    gpu.fail(0, 999, sticky=False)
+    with pytest.raises(KernelError, match="undefined values") as info:
+        s.synchronize()
+    assert "cudaErrorUnknown" in str(info.value)
+    s.synchronize()  # reported once
+    np.testing.assert_array_equal(hw.ones((2,), dtype=hw.int8, device=dev).numpy(), 1)
+
+
+def test_a_sticky_error_during_an_allocation_is_mapped(gpu: fake_cupy.FakeGpu) -> None:
+    gpu.fail(0, "cudaErrorLaunchFailure")
+    with pytest.raises(KernelError, match=r"an allocation failed on nvidia:0.*unusable"):
+        hw.empty((1 << 16,), dtype=hw.uint8, device="nvidia:0")
+    assert hw.device("nvidia:0").memory_stats().in_use == 0
+
+
+# -- DLPack ----------------------------------------------------------------------------------------
+
+
+def test_dlpack_export_is_cuda_memory(gpu: fake_cupy.FakeGpu) -> None:
+    a = _data((4, 6))
+    t = hw.asarray(a, device="nvidia:1")
+    assert t.__dlpack_device__() == (2, 1)
+    shared = cp.from_dlpack(t)  # CuPy (the fake) takes it in place
+    assert shared.__dlpack_device__() == (2, 1)
+    assert shared.data.ptr == t._storage.buffer.mem.ptr
+    with cp.cuda.Device(1):
+        shared[0, 0] = 42.0
+    assert t.numpy()[0, 0] == 42.0
+    strided = cp.from_dlpack(t[::-1, ::2])
+    np.testing.assert_array_equal(strided.get(), t.numpy()[::-1, ::2])
+    # NumPy cannot read CUDA memory (as with a real GPU): it must ask for a host copy
+    with pytest.raises(RuntimeError, match="Unsupported device"):
+        np.from_dlpack(t)
+    host = np.from_dlpack(_Capsule(t.__dlpack__(dl_device=(1, 0), max_version=(1, 0))))
+    np.testing.assert_array_equal(host, t.numpy())
+    with pytest.raises(DLPackError, match="lives on"):
+        t.__dlpack__(dl_device=(2, 0))
+    with pytest.raises(DLPackError, match="copy=True only supported"):
+        t.__dlpack__(copy=True, max_version=(1, 0))
+
+
+class _Capsule:
+    def __init__(self, capsule: Any) -> None:
+        self.capsule = capsule
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return self.capsule
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)
+
+
+def test_dlpack_export_orders_the_consumers_stream_after_the_writer(
+    gpu: fake_cupy.FakeGpu,
+) -> None:
+    dev = hw.device("nvidia:0")
+    s = dev.create_stream()
+    t = hw.zeros((8,), dtype=hw.float32, device=dev)
+    gpu.hold_fences = True
+    hw.add(t, 1.0, out=t, stream=s)
+    s.record()  # the write is "still running"
+    with cp.cuda.Device(0):
+        consumer = cp.cuda.Stream(non_blocking=True)
+    t.__dlpack__(stream=consumer.ptr, max_version=(1, 0))
+    assert not consumer.done  # it waits for the writer's stream, on the device
+    gpu.release_fences()
+    assert consumer.done
+
+
+def test_dlpack_import_adopts_cuda_memory_in_place(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:1")
+    with cp.cuda.Device(1):
+        producer = cp.asarray(_data((64, 32)))
+    before = dev.memory_stats()
+    t = hw.from_dlpack(producer, device=dev)
+    assert t.device is dev and t.shape == (64, 32) and t.dtype is hw.float32
+    np.testing.assert_array_equal(t.numpy(), _data((64, 32)))
+    # accounted as the bytes it spans (CuPy's DLPackMemory.size would say 384)
+    assert dev.memory_stats().in_use - before.in_use == 64 * 32 * 4
+    with cp.cuda.Device(1):
+        producer[1, 2] = -7.0  # shared, not copied
+    assert t.numpy()[1, 2] == -7.0
+    hw.add(t, t, out=t)
+    assert float(producer.get()[1, 2]) == -14.0
+    del t
+    gc.collect()
+    assert dev.memory_stats().in_use == before.in_use
+
+
+def test_dlpack_import_of_a_reversed_strided_producer(gpu: fake_cupy.FakeGpu) -> None:
+    dev = hw.device("nvidia:0")
+    with cp.cuda.Device(0):
+        base = cp.asarray(_data((10, 12), np.int32))
+        producer = base[::-2, 1::3]  # element 0 is near the end of the memory it spans
+    before = dev.memory_stats().in_use
+    t = hw.from_dlpack(producer, device=dev)
+    np.testing.assert_array_equal(t.numpy(), _data((10, 12), np.int32)[::-2, 1::3])
+    assert t._offset >= 0 and all(
+        0 <= t._offset + i * st < t._storage.nbytes // 4 for i, st in zip((4, 3), t._strides)
+    )
+    assert dev.memory_stats().in_use - before == (8 * 12 + 10 - 1 + 1) * 4
+    np.testing.assert_array_equal(
+        hw.multiply(t, 2).numpy(), 2 * _data((10, 12), np.int32)[::-2, 1::3]
+    )
+    np.testing.assert_array_equal(t.to("nvidia:1").numpy(), _data((10, 12), np.int32)[::-2, 1::3])
+
+
+def test_dlpack_import_orders_the_producers_work_on_the_device(
+    gpu: fake_cupy.FakeGpu,
+) -> None:
+    """The producer is handed hwabstract's current stream (DLPack's ``stream``) and orders
+    its last write before it; the host does not wait, and the tensor records that stream
+    as its writer, so other hwabstract streams wait for it on the device."""
+
+    class Producer:
+        def __init__(self, array: Any, stream: Any) -> None:
+            self.array, self.stream = array, stream
+            self.asked: Any = None
+
+        def __dlpack_device__(self) -> tuple[int, int]:
+            return self.array.__dlpack_device__()
+
+        def __dlpack__(self, **kwargs: Any) -> Any:
+            self.asked = kwargs.get("stream")
+            with cp.cuda.Device(0), self.stream:  # its work is queued on its own stream
+                return self.array.__dlpack__(**kwargs)
+
+    with cp.cuda.Device(0):
+        stream = cp.cuda.Stream(non_blocking=True)
+        array = cp.asarray(_data((16,)))
+    gpu.hold_fences = True
+    with cp.cuda.Device(0):
+        last_write = stream.record()  # "still running"
+    producer = Producer(array, stream)
+    dev = hw.device("nvidia:0")
+    t = hw.from_dlpack(producer, device=dev)
+    assert producer.asked == dev.default_stream.handle.cuda.ptr
+    assert not last_write.done  # no host wait: the ordering is the device's
+    assert t._storage.last_stream is dev.default_stream
+    gpu.hold_fences = False
+    np.testing.assert_array_equal(t.numpy(), _data((16,)))
+
+
+def test_dlpack_import_with_copy_takes_a_copy(gpu: fake_cupy.FakeGpu) -> None:
+    with cp.cuda.Device(0):
+        producer = cp.asarray(_data((5,)))
+    t = hw.from_dlpack(producer, device="nvidia:0", copy=True)
+    with cp.cuda.Device(0):
+        producer[...] = 0
+    np.testing.assert_array_equal(t.numpy(), _data((5,)))
+
+
+def test_dlpack_memory_of_another_gpu_takes_the_host_path(gpu: fake_cupy.FakeGpu) -> None:
+    with cp.cuda.Device(1):
+        producer = cp.asarray(_data((5,)))
+    t = hw.from_dlpack(producer, device="nvidia:0")  # (a host copy CuPy makes on request)
+    with cp.cuda.Device(1):
+        producer[...] = 0
+    np.testing.assert_array_equal(t.numpy(), _data((5,)))
+
+
+# -- custom kernels --------------------------------------------------------------------------------
+
+
+AXPY_IMAGE = b"\x7fELF fake cubin: axpy"
+
+
+def _axpy(grid: tuple[int, ...], block: tuple[int, ...], args: Any, shared_mem: int) -> None:
+    a, x, y, n = args
+    threads = grid[0] * block[0]
+    count = min(int(n), threads)
+    y[:count] = a * x[:count] + y[:count]
+
+
+@pytest.fixture
+def axpy(gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch) -> CudaKernel:
+    """A CudaKernel whose "CUBIN" the fake loads, and a Python emulation of it."""
+    monkeypatch.setattr(
+        CudaKernel,
+        "compile",
+        lambda self, arch: CompiledModule(AXPY_IMAGE, "cubin", arch, "", f"fake-{arch}"),
+    )
+    gpu.kernels["axpy"] = _axpy
+    return CudaKernel("// not compiled: a fake", "axpy")
+
+
+def test_a_custom_kernel_launches_on_the_tensors_stream(
+    gpu: fake_cupy.FakeGpu, axpy: CudaKernel
+) -> None:
+    dev = hw.device("nvidia:1")
+    s = dev.create_stream()
+    x = hw.asarray(_data((1000,)), device=dev)
+    y = hw.ones((1000,), dtype=hw.float32, device=dev)
+    axpy(grid=4, block=256, args=(np.float32(2.0), x, y, np.int64(1000)), stream=s)
+    (launch,) = gpu.launches
+    assert launch["grid"] == (4, 1, 1) and launch["block"] == (256, 1, 1)
+    assert launch["device"] == 1 and launch["stream"] is s.handle.cuda
+    assert y._storage.last_stream is s  # counted as a write on s
+    np.testing.assert_array_equal(y.numpy(), 2 * _data((1000,)) + 1)
+    axpy(grid=1, block=8, args=(np.float32(1.0), x, y, np.int64(8)))  # the module is cached
+    assert len(gpu.launches) == 2
+
+
+def test_custom_kernel_misuse_is_refused(gpu: fake_cupy.FakeGpu, axpy: CudaKernel) -> None:
+    x = hw.ones((4,), dtype=hw.float32, device="nvidia:0")
+    with pytest.raises(KernelError, match="exceeds nvidia:0's limit of 1024"):
+        axpy(grid=1, block=(32, 33), args=(np.float32(1.0), x, x, np.int64(4)))
+    with pytest.raises(DeviceError, match="move it with"):
+        axpy(grid=1, block=4, args=(np.float32(1.0), x, hw.ones((4,), device="nvidia:1"),
+                                    np.int64(4)))  # fmt: skip
+    with pytest.raises(KernelError, match=r"load kernel 'other'.*NOT_FOUND.*extern \"C\""):
+        CudaKernel("// fake", "other")(grid=1, block=1, args=(x,))
+    assert not gpu.launches
+    y = hw.ones((4,), dtype=hw.float32, device="nvidia:1")
+    gpu.fail(1, "cudaErrorIllegalAddress")
+    with pytest.raises(KernelError, match=r"load kernel 'axpy'.*ILLEGAL_ADDRESS") as info:
+        axpy(grid=1, block=4, args=(np.float32(1.0), y, y, np.int64(4)))
+    assert "extern" not in str(info.value)  # (no hint about the source: it is not the cause)
+    axpy(grid=1, block=4, args=(np.float32(1.0), x, x, np.int64(4)))  # loaded on nvidia:0
+    gpu.fail(0, "cudaErrorIllegalAddress")
+    with pytest.raises(KernelError, match=r"could not be launched.*ILLEGAL_ADDRESS"):
+        axpy(grid=1, block=4, args=(np.float32(1.0), x, x, np.int64(4)))
+    assert len(gpu.launches) == 1
+
+
+# -- the conformance suite -------------------------------------------------------------------------
+
+_BOOT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import fake_cupy
+fake_cupy.reset()
+fake_cupy.install()
+import pytest
+sys.exit(pytest.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_the_conformance_suite_on_the_fake(tmp_path: Path) -> None:
+    """``pytest --pyargs hwabstract.conformance.suite --hwabstract-backend nvidia`` in a
+    process where ``cupy`` is the fake (capacity capped at 1 GiB, so the suite's fill test
+    runs). What it certifies is the backend's logic on NumPy's numerics, not CUDA's."""
+    ini = tmp_path / "pytest.ini"
+    ini.write_text("[pytest]\n", encoding="utf-8")
+    out = tmp_path / "report"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HWABSTRACT_")}
+    env["HWABSTRACT_NVIDIA_MEMORY"] = "1GiB"
+    proc = subprocess.run(
+        [sys.executable, "-c", _BOOT, str(HERE), "--pyargs", "hwabstract.conformance.suite",
+         "-c", str(ini), "--rootdir", str(tmp_path), "-p", "no:cacheprovider", "-q",
+         "--hwabstract-backend", "nvidia", "--hwabstract-report-dir", str(out)],
+        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    report_file = out / "report.json"
+    assert report_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["device"]["name"] == "NVIDIA H100 80GB HBM3 (fake)"
+    totals = report["totals"]
+    print(f"conformance of nvidia on fake_cupy: {totals}")
+    failed = [t for t in report["tests"] if t["outcome"] in ("failed", "xpassed", "error")]
+    for t in failed:
+        print(f"  FAILED {t['id']}: {t['message']}")
+    assert not failed, [t["id"] for t in failed]
+    assert totals["passed"] > 4000
+    assert all(report["areas"][a]["failed"] == 0 for a in report["areas"])
