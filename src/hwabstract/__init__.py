@@ -132,6 +132,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "mx":  # the OCP MX block formats: a submodule, loaded on first use
+        value: Any = importlib.import_module(".mx", __name__)
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is not None:
         value = getattr(importlib.import_module(f".{module}", __name__), name)

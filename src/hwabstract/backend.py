@@ -139,6 +139,11 @@ class Capabilities:
     kernels: Mapping[str, frozenset[DType]] = attrs.field(hash=False)
     features: frozenset[Feature]
     limits: Limits
+    #: OCP MX formats (``hwabstract.mx`` names, e.g. ``"mxfp8_e4m3"``) and how the device
+    #: supports them: NATIVE -- the backend runs the MX kernels (``mx_quantize``,
+    #: ``mx_dequantize``, ``mx_matmul``; see docs/plugins.md) itself; EMULATED -- the core
+    #: composes them from the device's standard kernels. Absent: not supported.
+    mx_formats: Mapping[str, DTypeSupport] = attrs.field(factory=dict, hash=False)
 
     def has_feature(self, feature: Feature | str) -> bool:
         return Feature(feature) in self.features

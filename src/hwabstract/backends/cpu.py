@@ -56,6 +56,9 @@ from ..hookspecs import hookimpl
 
 __all__ = ["CpuBackend", "InjectedFault", "hwabstract_backends"]
 
+#: the OCP MX formats (hwabstract.mx.FORMATS; listed here so capabilities stay import-light)
+MX_FORMAT_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4_e2m1", "mxint8")
+
 _UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}  # fmt: skip
 _BYTES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([KMGT]I?)?B?")
@@ -399,6 +402,8 @@ class CpuBackend(Backend):
                     max_allocation=self._devices[index].capacity,
                     max_dims=32,
                 ),
+                # every OCP MX format, run by its NumPy reference (hwabstract.mx.reference)
+                mx_formats=dict.fromkeys(MX_FORMAT_NAMES, DTypeSupport.NATIVE),
             )
         return self._caps
 
@@ -591,6 +596,9 @@ class CpuBackend(Backend):
         outputs: Sequence[Operand],
         attributes: Mapping[str, Any],
     ) -> None:
+        if kernel.startswith("mx_"):
+            self._launch_mx(stream, kernel, inputs, outputs, attributes)
+            return
         entry = self._kernels.get(kernel)
         if entry is None:
             from ..kernels import get_spec
@@ -624,6 +632,45 @@ class CpuBackend(Backend):
                 for target, value in zip(outs, result):
                     np.copyto(target, value, casting="unsafe")
 
+        stream.submit(run, f"kernel {kernel!r}")
+
+    def _launch_mx(self, stream: CpuStream, kernel: str, inputs: Sequence[Operand],
+                   outputs: Sequence[Operand], attributes: Mapping[str, Any]) -> None:  # fmt: skip
+        """The MX kernels (docs/plugins.md), run by the NumPy reference itself."""
+        from ..mx import reference as mxr
+        from ..mx.formats import mx_format
+
+        ins = [_view(op) for op in inputs]
+        outs = [_view(op) for op in outputs]
+        if kernel == "mx_quantize":
+            fmt = mx_format(attributes["format"])
+
+            def run() -> None:
+                m = mxr.quantize(ins[0], fmt, axis=1)
+                np.copyto(outs[0], m.elements)
+                np.copyto(outs[1], m.scales)
+
+        elif kernel == "mx_dequantize":
+            fmt = mx_format(attributes["format"])
+            n = int(attributes["n"])
+
+            def run() -> None:
+                m = mxr.MXArrays(ins[0], ins[1], (ins[0].shape[0], n), 1)
+                np.copyto(outs[0], mxr.dequantize(m, fmt, outs[0].dtype))
+
+        elif kernel == "mx_matmul":
+            a_fmt, b_fmt = mx_format(attributes["a_format"]), mx_format(attributes["b_format"])
+            k = int(attributes["k"])
+
+            def run() -> None:
+                a = mxr.MXArrays(ins[0], ins[1], (ins[0].shape[0], k), 1)
+                b = mxr.MXArrays(ins[2], ins[3], (ins[2].shape[0], k), 1)  # N-major
+                b_values = mxr.dequantize(b, b_fmt, np.float64).T
+                out = mxr.matmul(a, b_values, np.float64, a_fmt=a_fmt)
+                np.copyto(outs[0], out, casting="unsafe")
+
+        else:
+            raise KernelError(f"unknown MX kernel {kernel!r}")
         stream.submit(run, f"kernel {kernel!r}")
 
 
