@@ -147,6 +147,23 @@ class LeaksMemoryKnowingly(LeaksMemory):
     conformance_expectations = "faulty_leak_expectations.toml"
 
 
+class PacksFp4Backwards(_Faulty):
+    """MX: puts FP4 element 0 in the *high* nibble (the opposite of DLPack's convention)."""
+
+    name = "faulty_mx_packing"
+
+    def _launch_mx(self, stream: CpuStream, kernel: str, inputs: Sequence[Operand],
+                   outputs: Sequence[Operand], attributes: Mapping[str, Any]) -> None:  # fmt: skip
+        super()._launch_mx(stream, kernel, inputs, outputs, attributes)
+        if kernel == "mx_quantize" and attributes["format"] == "mxfp4_e2m1":
+            packed = _view(outputs[0])
+
+            def swap() -> None:
+                packed[...] = (packed >> 4) | (packed << 4)
+
+            stream.submit(swap, "swap nibbles")
+
+
 class Crashes(_Faulty):
     """Kills its process (as a segfault in a vendor library would) on the first download."""
 
@@ -166,6 +183,7 @@ FAULTY = {
         BroadcastsWrongly,
         ReturnsBeforeTheCopy,
         LeaksMemoryKnowingly,
+        PacksFp4Backwards,
         Crashes,
     )
 }

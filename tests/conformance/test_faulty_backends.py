@@ -27,6 +27,7 @@ CASES = [
     ("faulty_leak", "memory", None, "leak"),
     ("faulty_broadcast", "kernels", "float32 and (add or multiply) and broadcast", ""),
     ("faulty_async_copy", "transfers", None, "differ"),
+    ("faulty_mx_packing", "mx", "mxfp4", "packed element byte(s) differ"),
 ]
 
 

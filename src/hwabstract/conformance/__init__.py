@@ -19,4 +19,4 @@ from __future__ import annotations
 __all__ = ["AREAS"]
 
 #: The areas of the suite, in report order (one test module each).
-AREAS = ("discovery", "memory", "transfers", "dtypes", "streams", "kernels", "errors")
+AREAS = ("discovery", "memory", "transfers", "dtypes", "streams", "kernels", "mx", "errors")
