@@ -130,6 +130,8 @@ typedef struct maia_perf_model {
     double kernel_launch_ns;     /* fixed cost of every kernel */
     double copy_launch_ns;       /* fixed cost of every copy (DMA setup) */
     double peak_flops[MAIA_DTYPE_COUNT]; /* dense peak per compute dtype, FLOP/s */
+    double peak_mx8_flops;       /* MX matmul, an 8- or 6-bit element operand: 5e15 (FP8) */
+    double peak_mx4_flops;       /* MX matmul, both operands FP4: 10e15 (FP4) */
 } maia_perf_model;
 
 typedef struct maia_memory_stats {

@@ -39,6 +39,20 @@ typedef enum maia_dtype {
     MAIA_DTYPE_COUNT = 14
 } maia_dtype;
 
+/* OCP Microscaling (MX) v1.0 element formats of the mx_quantize, mx_dequantize and mx_matmul
+ * kernels (maia_attrs.mx_format, mx_b_format). 0 is "none", so a missing attribute is an
+ * error. The numbering is part of the binary interface with the Python binding. */
+typedef enum maia_mx_format {
+    MAIA_MX_NONE = 0,
+    MAIA_MXFP8_E4M3 = 1,
+    MAIA_MXFP8_E5M2 = 2,
+    MAIA_MXFP6_E3M2 = 3,
+    MAIA_MXFP6_E2M3 = 4,
+    MAIA_MXFP4_E2M1 = 5,
+    MAIA_MXINT8 = 6,
+    MAIA_MX_FORMAT_COUNT = 7
+} maia_mx_format;
+
 /* A strided view: `data` points at element (0, ..., 0); strides are in elements and may be
  * zero (broadcast) or negative. */
 typedef struct maia_view {
@@ -62,6 +76,9 @@ typedef struct maia_attrs {
     int32_t has_weight;    /* layer_norm: inputs are x[, weight][, bias] */
     int32_t has_bias;
     int32_t dtype;         /* astype: target dtype; sum/prod: output dtype */
+    int32_t mx_format;     /* mx_quantize, mx_dequantize: the format; mx_matmul: a's format */
+    int32_t mx_b_format;   /* mx_matmul: b's format (maia_mx_format) */
+    int64_t mx_n;          /* mx_dequantize: n, the row length; mx_matmul: k */
 } maia_attrs;
 
 typedef struct maia_kernel_call {
@@ -78,8 +95,14 @@ typedef struct maia_kernel_call {
 typedef struct maia_kernel_cost {
     double flops;        /* arithmetic operations */
     double bytes_moved;  /* bytes read + written */
-    int32_t compute_dtype;
+    int32_t compute_dtype; /* a maia_dtype, or one of the compute classes below */
 } maia_kernel_cost;
+
+/* Compute classes beyond the dtypes: the tensor unit's MX rates (maia_perf_model). */
+enum {
+    MAIA_COMPUTE_MX8 = 64, /* MX matmul with an 8- or 6-bit element operand: the FP8 rate */
+    MAIA_COMPUTE_MX4 = 65  /* MX matmul of two FP4 (MXFP4_E2M1) operands: the FP4 rate */
+};
 
 /* Status codes of maia_kernel_execute. */
 enum {
@@ -117,6 +140,19 @@ float maia_f8e4m3_to_f32(uint8_t v);
 uint8_t maia_f32_to_f8e4m3(float f);
 float maia_f8e5m2_to_f32(uint8_t v);
 uint8_t maia_f32_to_f8e5m2(float f);
+
+/* MX element codes, exposed for tests: the code of value / 2^scale_exponent in `format`
+ * (round to nearest even, saturating; NaN/Inf give the element NaN/Inf code only in formats
+ * that have one), and the value of a code (NaN codes give the positive quiet NaN). */
+uint8_t maia_mx_encode(int32_t format, float value, int32_t scale_exponent);
+float maia_mx_decode(int32_t format, uint8_t code);
+/* Tests: 1 makes mx_matmul and mx_quantize use their portable C paths even where AVX2 is
+ * available; 2 also makes mx_quantize use its integer-only path instead of float32
+ * arithmetic; 0 restores the run-time choice. Every path gives identical bits. */
+void maia_mx_set_portable(int level);
+/* Tests: the host memory mx_matmul may use for decoded operands before it works in panels
+ * (default 512 MiB; <= 0 restores it). */
+void maia_mx_set_work_bytes(long long bytes);
 
 #ifdef __cplusplus
 }

@@ -270,7 +270,10 @@ static double model_copy_ns(const maia_perf_model *m, uint64_t bytes, int link) 
 
 static double model_kernel_ns(const maia_perf_model *m, const maia_kernel_cost *cost) {
     int dt = cost->compute_dtype;
-    double peak = (dt >= 0 && dt < MAIA_DTYPE_COUNT) ? m->peak_flops[dt] : m->peak_flops[MAIA_FLOAT32];
+    double peak = (dt >= 0 && dt < MAIA_DTYPE_COUNT) ? m->peak_flops[dt]
+                  : dt == MAIA_COMPUTE_MX8            ? m->peak_mx8_flops
+                  : dt == MAIA_COMPUTE_MX4            ? m->peak_mx4_flops
+                                                      : m->peak_flops[MAIA_FLOAT32];
     double tc = cost->flops > 0 ? cost->flops / peak * 1e9 : 0.0;
     double tm = cost->bytes_moved > 0 ? cost->bytes_moved / m->hbm_bandwidth * 1e9 : 0.0;
     return (tc > tm ? tc : tm) + m->kernel_launch_ns;

@@ -97,6 +97,10 @@ static void default_model(maia_perf_model *m) {
     m->peak_flops[MAIA_FLOAT16] = bf16;
     m->peak_flops[MAIA_INT64] = vec / 2;
     m->peak_flops[MAIA_UINT64] = vec / 2;
+    /* MX on the tensor unit: 8-bit elements (FP8, INT8) at the FP8 rate, FP6 at the FP8 rate
+     * too (assumed: no public FP6 figure), two FP4 operands at > 10 PFLOPS FP4 (public) */
+    m->peak_mx8_flops = fp8;
+    m->peak_mx4_flops = 10e15;
 }
 
 uint64_t model_ps(double ns) {

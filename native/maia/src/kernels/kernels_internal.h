@@ -101,11 +101,14 @@ int mk_elementwise(const maia_kernel_call *call, int op, maia_kernel_cost *cost,
 int mk_reduction(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
 int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *st);
 int mk_nn(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_mx(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
 
 /* Which dtype kinds an op accepts, by family and op id (for maia_kernel_supports). */
 unsigned mk_elementwise_kinds(int op);
 unsigned mk_reduction_kinds(int op);
 unsigned mk_nn_kinds(int op);
+/* 1 if the MX kernels take `dtype` as their float operand (float32, bfloat16, float16). */
+int mk_mx_supports(int32_t dtype);
 
 /* Elementwise op ids. */
 enum mk_ew_op {
@@ -135,6 +138,8 @@ enum mk_red_op {
 };
 
 enum mk_nn_op { NN_SOFTMAX, NN_LOG_SOFTMAX, NN_LAYER_NORM, NN_COUNT };
+
+enum mk_mx_op { MX_QUANTIZE, MX_DEQUANTIZE, MX_MATMUL, MX_COUNT };
 
 /* Validation shared by the families. */
 int mk_check_view(const maia_view *v, const char *what, mk_status *st);

@@ -3,7 +3,7 @@
 
 #include "kernels_internal.h"
 
-enum { FAM_EW, FAM_RED, FAM_MATMUL, FAM_NN };
+enum { FAM_EW, FAM_RED, FAM_MATMUL, FAM_NN, FAM_MX };
 
 typedef struct kentry {
     const char *name;
@@ -50,6 +50,8 @@ static const kentry TABLE[] = {
     {"matmul", FAM_MATMUL, 0},
     {"softmax", FAM_NN, NN_SOFTMAX}, {"log_softmax", FAM_NN, NN_LOG_SOFTMAX},
     {"layer_norm", FAM_NN, NN_LAYER_NORM},
+    {"mx_quantize", FAM_MX, MX_QUANTIZE}, {"mx_dequantize", FAM_MX, MX_DEQUANTIZE},
+    {"mx_matmul", FAM_MX, MX_MATMUL},
 };
 
 #define NKERNELS (sizeof TABLE / sizeof TABLE[0])
@@ -73,7 +75,8 @@ static const char *const NAMES[] = {
     "bitwise_left_shift", "bitwise_right_shift", "equal", "not_equal", "less", "less_equal",
     "greater", "greater_equal", "where", "clip", "astype", "relu", "gelu", "silu", "sum",
     "prod", "min", "max", "mean", "var", "std", "argmin", "argmax", "any", "all", "matmul",
-    "softmax", "log_softmax", "layer_norm", NULL};
+    "softmax", "log_softmax", "layer_norm", "mx_quantize", "mx_dequantize", "mx_matmul",
+    NULL};
 
 _Static_assert(sizeof NAMES / sizeof NAMES[0] == NKERNELS + 1, "NAMES must list TABLE");
 
@@ -84,6 +87,7 @@ static unsigned kinds_of(const kentry *e) {
     case FAM_EW: return mk_elementwise_kinds(e->op);
     case FAM_RED: return mk_reduction_kinds(e->op);
     case FAM_MATMUL: return MK_I | MK_U | MK_F;
+    case FAM_MX: return MK_F; /* narrowed to float32/bfloat16/float16 by mk_mx_supports */
     default: return mk_nn_kinds(e->op);
     }
 }
@@ -91,6 +95,7 @@ static unsigned kinds_of(const kentry *e) {
 int maia_kernel_supports(const char *kernel, int32_t dtype) {
     const kentry *e = lookup(kernel);
     if (!e || !mk_dtype_valid(dtype)) return 0;
+    if (e->family == FAM_MX) return mk_mx_supports(dtype); /* the float operand's dtype */
     return (kinds_of(e) >> mk_kind(dtype)) & 1u;
 }
 
@@ -114,6 +119,7 @@ int maia_kernel_execute(const maia_kernel_call *call, maia_kernel_cost *cost, ch
     case FAM_EW: return mk_elementwise(call, e->op, cost, &st);
     case FAM_RED: return mk_reduction(call, e->op, cost, &st);
     case FAM_MATMUL: return mk_matmul(call, cost, &st);
+    case FAM_MX: return mk_mx(call, e->op, cost, &st);
     default: return mk_nn(call, e->op, cost, &st);
     }
 }

@@ -106,6 +106,9 @@ typedef struct maia_attrs {
     int32_t has_weight;
     int32_t has_bias;
     int32_t dtype;
+    int32_t mx_format;
+    int32_t mx_b_format;
+    int64_t mx_n;
 } maia_attrs;
 
 typedef struct maia_config {

@@ -32,6 +32,7 @@ from hwabstract import (
     Capabilities,
     DeviceError,
     DeviceInfo,
+    DTypeError,
     DTypeSupport,
     Feature,
     KernelError,
@@ -63,6 +64,17 @@ DTYPE_CODES: dict[str, int] = {
     "bfloat16": 11,
     "float16": 12,
     "float32": 13,
+}
+#: libmaia's OCP MX format codes (``maia_mx_format`` in maia_kernels.h; binary interface),
+#: by ``hwabstract.mx`` format name. libmaia runs all six in C: ``mx_quantize``,
+#: ``mx_dequantize`` and ``mx_matmul``, bit-identical to ``hwabstract.mx.reference``.
+MX_FORMAT_CODES: dict[str, int] = {
+    "mxfp8_e4m3": 1,
+    "mxfp8_e5m2": 2,
+    "mxfp6_e3m2": 3,
+    "mxfp6_e2m3": 4,
+    "mxfp4_e2m1": 5,
+    "mxint8": 6,
 }
 #: No 64-bit datapath appears in any public Maia figure: libmaia computes 64-bit integers on
 #: its vector path and the model charges them at half the float32 rate.
@@ -140,6 +152,28 @@ def _launch_views(n_inputs: int, n_outputs: int) -> tuple[Any, Any]:
             _ffi.new("maia_buffer_view[]", _MAX_OPERANDS),
         )
     return views
+
+
+def _mx_format_code(value: Any) -> int:
+    """libmaia's code of an MX format: a ``hwabstract.mx`` name (``"mxfp8_e4m3"``; ``"mxfp4"``
+    for ``"mxfp4_e2m1"``) or an ``MXFormat`` (its ``name``)."""
+    name = getattr(value, "name", value)
+    key = name.strip().lower() if isinstance(name, str) else None
+    code = MX_FORMAT_CODES.get({"mxfp4": "mxfp4_e2m1"}.get(key, key)) if key else None
+    if code is None:
+        raise DTypeError(
+            f"unknown MX format {value!r}; the OCP MX v1.0 formats are {', '.join(MX_FORMAT_CODES)}"
+        )
+    return code
+
+
+def _mx_length(key: str, value: Any) -> int:
+    """The ``n`` (mx_dequantize) or ``k`` (mx_matmul) attribute: a non-negative int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ShapeError(f"attribute {key} must be a non-negative integer, got {value!r}")
+    if not 0 <= int(value) < 2**62:
+        raise ShapeError(f"attribute {key} must be a non-negative integer, got {value}")
+    return int(value)
 
 
 class MaiaBuffer:
@@ -323,6 +357,7 @@ class MaiaBackend(Backend):
                         Feature.PEER_COPY,
                         Feature.MODELED_TIME,
                         Feature.SUBNORMALS,
+                        Feature.MX_FORMATS,
                     }
                 ),
                 limits=Limits(
@@ -330,6 +365,7 @@ class MaiaBackend(Backend):
                     max_allocation=info.memory_capacity,
                     max_dims=MAX_DIMS,
                 ),
+                mx_formats={name: DTypeSupport.NATIVE for name in MX_FORMAT_CODES},
             )
         return caps
 
@@ -803,4 +839,10 @@ class MaiaBackend(Backend):
                         f"dtype:{value}", f"maia has no dtype {value}; pick one of its dtypes"
                     )
                 attrs.dtype = code
+            elif key in ("format", "a_format"):
+                attrs.mx_format = _mx_format_code(value)
+            elif key == "b_format":
+                attrs.mx_b_format = _mx_format_code(value)
+            elif key in ("n", "k"):
+                attrs.mx_n = _mx_length(key, value)
         return attrs
