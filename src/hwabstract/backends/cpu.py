@@ -666,8 +666,8 @@ class CpuBackend(Backend):
                 a = mxr.MXArrays(ins[0], ins[1], (ins[0].shape[0], k), 1)
                 b = mxr.MXArrays(ins[2], ins[3], (ins[2].shape[0], k), 1)  # N-major
                 b_values = mxr.dequantize(b, b_fmt, np.float64).T
-                out = mxr.matmul(a, b_values, np.float64, a_fmt=a_fmt)
-                np.copyto(outs[0], out, casting="unsafe")
+                out = mxr.matmul(a, b_values, outs[0].dtype, a_fmt=a_fmt)
+                np.copyto(outs[0], out)
 
         else:
             raise KernelError(f"unknown MX kernel {kernel!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -12,7 +12,7 @@ from ..dtypes import DType
 __all__ = ["byte_dtype", "declared", "float_dtype", "not_claimed", "settled_in_use"]
 
 
-def not_claimed(what: str) -> None:
+def not_claimed(what: str) -> NoReturn:
     """Skip the current test because the device does not claim ``what``."""
     pytest.skip(f"not claimed: {what}")
 

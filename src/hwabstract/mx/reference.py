@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import ml_dtypes
 import numpy as np
 
 from .formats import BLOCK, SCALE_BIAS, SCALE_NAN, MXFormat
@@ -50,6 +51,7 @@ __all__ = [
     "matmul",
     "pack",
     "quantize",
+    "round_once",
     "shared_exponents",
     "unpack",
 ]
@@ -178,6 +180,26 @@ def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     return codes.astype(np.uint8).reshape(*packed.shape[:-1], -1)[..., :count]
 
 
+# -- rounding to the output dtype ----------------------------------------------------------------
+
+
+def round_once(values: np.ndarray, dtype: Any) -> np.ndarray:
+    """float64 ``values`` rounded once, to nearest even, to ``dtype``. NumPy rounds float64
+    to float16 and float32 directly; ml_dtypes takes bfloat16 through float32, rounding
+    twice, so bfloat16 goes through float32 rounded *to odd* (truncated, its last bit set
+    when inexact), which a second rounding to 8 bits cannot double-round."""
+    dtype = np.dtype(dtype)
+    values = np.asarray(values, dtype=np.float64)
+    if dtype != np.dtype(ml_dtypes.bfloat16):
+        return values.astype(dtype)
+    f32 = values.astype(np.float32)
+    back = f32.astype(np.float64)
+    inexact = (back != values) & np.isfinite(values) & np.isfinite(f32)
+    f32 = np.where(inexact & (np.abs(back) > np.abs(values)), np.nextafter(f32, np.float32(0)), f32)
+    bits = np.where(inexact, f32.view(np.uint32) | np.uint32(1), f32.view(np.uint32))
+    return bits.astype(np.uint32).view(np.float32).astype(dtype)
+
+
 # -- tensors ---------------------------------------------------------------------------------------
 
 
@@ -219,7 +241,7 @@ def dequantize(m: MXArrays, fmt: MXFormat, dtype: Any = np.float32) -> np.ndarra
     values = decode_elements(codes, fmt).reshape(*moved_shape[:-1], blocks, BLOCK)
     values = values * decode_scales(m.scales)[..., None]
     flat = values.reshape(*moved_shape[:-1], blocks * BLOCK)[..., :n]
-    return np.moveaxis(flat, -1, ax).astype(dtype)
+    return round_once(np.moveaxis(flat, -1, ax), dtype)
 
 
 def matmul(a: Any, b: Any, out_dtype: Any = np.float32, *, a_fmt: MXFormat | None = None,
@@ -242,4 +264,4 @@ def matmul(a: Any, b: Any, out_dtype: Any = np.float32, *, a_fmt: MXFormat | Non
 
     va = values(a, a_fmt, 1)
     vb = values(b, b_fmt, 0)
-    return np.matmul(va, vb).astype(out_dtype)
+    return round_once(np.matmul(va, vb), out_dtype)
