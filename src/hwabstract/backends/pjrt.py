@@ -44,6 +44,7 @@ from ..backend import (
     Backend,
     Capabilities,
     DeviceInfo,
+    DTypeSupport,
     Feature,
     Limits,
     MemoryStats,
@@ -352,12 +353,21 @@ class PjrtBackend(Backend):
             if len(self._devices) > 1:
                 features.add(Feature.PEER_COPY)
             capacity = self._capacity(index)
-            caps = self._caps[index] = Capabilities(
+            caps = Capabilities(
                 dtypes=dtypes,
                 kernels=kernels,
                 features=frozenset(features),
                 limits=Limits(memory_capacity=capacity, max_allocation=capacity, max_dims=32),
             )
+            # every OCP MX format, composed by the core from the standard kernels (integer
+            # arithmetic on the values' bits, exact even though XLA flushes subnormals) --
+            # where the profile declares the integer kernels that takes
+            from ..mx.emulated import MX_FORMAT_NAMES, missing
+
+            if not missing(caps):
+                mx = dict.fromkeys(MX_FORMAT_NAMES, DTypeSupport.EMULATED)
+                caps = attrs.evolve(caps, mx_formats=mx)
+            self._caps[index] = caps
         return caps
 
     # -- memory ------------------------------------------------------------------------------

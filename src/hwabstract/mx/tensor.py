@@ -8,10 +8,12 @@ axis is moved last, each row of the other dimensions holds ``ceil(n / 32)`` bloc
 
 Each device says in ``capabilities.mx_formats`` how it supports each format: NATIVE -- its
 backend runs the MX kernels (``mx_quantize``, ``mx_dequantize``, ``mx_matmul``; the
-``cpu`` backend runs the NumPy reference, the Maia emulator its C kernels); formats a
-device does not declare are refused with :class:`~hwabstract.errors.UnsupportedError`,
-never converted silently. ``matmul`` of an MX tensor with a dense one dequantizes the MX
-operand (with the MX kernels) and multiplies with the standard ``matmul``.
+``cpu`` backend runs the NumPy reference, the Maia emulator its C kernels); EMULATED -- the
+core composes them from the device's standard kernels (:mod:`hwabstract.mx.emulated`,
+bit-identical too), queued on the same stream; formats a device does not declare are
+refused with :class:`~hwabstract.errors.UnsupportedError`, never converted silently.
+``matmul`` of an MX tensor with a dense one dequantizes the MX operand and multiplies with
+the standard ``matmul``.
 """
 
 from __future__ import annotations
@@ -87,10 +89,14 @@ class MXTensor:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _support(device: Any, fmt: MXFormat, what: str) -> None:
+def _support(device: Any, fmt: MXFormat, what: str) -> DTypeSupport:
+    """How ``device`` supports ``fmt``: NATIVE (its backend's MX kernels) or EMULATED
+    (composed from its standard kernels, :mod:`hwabstract.mx.emulated`); refused with
+    :class:`UnsupportedError` when it does not declare the format, or declares it EMULATED
+    without the standard kernels the composition needs."""
     support = device.capabilities.mx_formats.get(fmt.name)
     if support is DTypeSupport.NATIVE:
-        return
+        return support
     declared = ", ".join(sorted(device.capabilities.mx_formats)) or "none"
     if support is None:
         raise UnsupportedError(
@@ -98,12 +104,16 @@ def _support(device: Any, fmt: MXFormat, what: str) -> None:
             f"{device.name} does not support the MX format {fmt.name} ({what}); formats it "
             f"declares: {declared}. Dequantize on a device that does, or use another format",
         )
-    raise UnsupportedError(
-        f"mx:{fmt.name}",
-        f"{device.name} declares {fmt.name} as {support.value}, which this version of "
-        "hwabstract cannot yet compose from standard kernels; use a device that runs it "
-        "natively (cpu, maia)",
-    )
+    from . import emulated
+
+    lacking = emulated.missing(device.capabilities, fmt)
+    if lacking:
+        raise UnsupportedError(
+            f"mx:{fmt.name}",
+            f"{device.name} declares {fmt.name} as {support.value}, but the composition from "
+            f"standard kernels needs what it does not declare: {', '.join(lacking)}",
+        )
+    return support
 
 
 def _float_dtype(dtype: Any, what: str) -> DType:
@@ -161,17 +171,22 @@ def quantize(x: Tensor, format: MXFormat | str, axis: int = -1, *,
         raise ShapeError(f"axis {axis} is out of range for a {x.ndim}-d tensor")
     ax = axis % x.ndim
     device = x.device
-    _support(device, fmt, "quantize")
+    support = _support(device, fmt, "quantize")
     s = resolve_stream(device, stream)
     n = x.shape[ax]
     blocks = -(-n // BLOCK)
     rest = tuple(d for a, d in enumerate(x.shape) if a != ax)
     rows = math.prod(rest)
-    elements = allocate(device, (rows, blocks * fmt.block_bytes), dt.uint8)
-    scales = allocate(device, (rows, blocks), dt.uint8)
-    if rows and blocks:
-        _launch(device, s, "mx_quantize", [_rows(x, ax)], [elements, scales],
-                {"format": fmt.name})  # fmt: skip
+    if rows and blocks and support is DTypeSupport.EMULATED:
+        from . import emulated
+
+        elements, scales = emulated.quantize(_rows(x, ax), fmt, s)
+    else:
+        elements = allocate(device, (rows, blocks * fmt.block_bytes), dt.uint8)
+        scales = allocate(device, (rows, blocks), dt.uint8)
+        if rows and blocks:
+            _launch(device, s, "mx_quantize", [_rows(x, ax)], [elements, scales],
+                    {"format": fmt.name})  # fmt: skip
     return MXTensor(reshape(elements, (*rest, blocks * fmt.block_bytes)),
                     reshape(scales, (*rest, blocks)), fmt, tuple(x.shape), ax)  # fmt: skip
 
@@ -186,16 +201,24 @@ def dequantize(m: MXTensor, *, dtype: Any = dt.float32, stream: Stream | None = 
         raise DTypeError(f"mx.dequantize takes an MXTensor, got {type(m).__name__}")
     out_dtype = _float_dtype(dtype, "mx.dequantize")
     device = m.device
-    _support(device, m.format, "dequantize")
+    support = _support(device, m.format, "dequantize")
     s = resolve_stream(device, stream)
     n = m.shape[m.axis]
     rest = tuple(d for a, d in enumerate(m.shape) if a != m.axis)
     rows = math.prod(rest)
-    y = allocate(device, (rows, n), out_dtype)
     if rows and n:
         el = reshape(m.elements, (rows, m.blocks * m.format.block_bytes), stream=s)
         sc = reshape(m.scales, (rows, m.blocks), stream=s)
-        _launch(device, s, "mx_dequantize", [el, sc], [y], {"format": m.format.name, "n": n})
+        if support is DTypeSupport.EMULATED:
+            from . import emulated
+
+            y = emulated.dequantize(el, sc, m.format, n, out_dtype, s)
+        else:
+            y = allocate(device, (rows, n), out_dtype)
+            _launch(device, s, "mx_dequantize", [el, sc], [y],
+                    {"format": m.format.name, "n": n})  # fmt: skip
+    else:
+        y = allocate(device, (rows, n), out_dtype)
     # back to the logical order: the block axis returns to its place (a view)
     order = list(range(len(rest)))
     order.insert(m.axis, len(rest))
@@ -206,9 +229,10 @@ def matmul(a: MXTensor | Tensor, b: MXTensor | Tensor, *, out_dtype: Any = dt.fl
            stream: Stream | None = None) -> Tensor:  # fmt: skip
     """``a @ b`` for 2-d operands, at least one an :class:`MXTensor`. MX operands must be
     blocked along the contracted dimension (``a`` along axis 1, ``b`` along axis 0). MX x MX
-    runs the device's ``mx_matmul`` (block dot products exact, one rounding to
-    ``out_dtype``); MX x dense dequantizes the MX operand to ``out_dtype`` and multiplies
-    with the standard ``matmul``."""
+    runs the device's ``mx_matmul`` where both formats are native (block dot products
+    exact, one rounding to ``out_dtype``), else multiplies the operands dequantized to
+    float32 with the standard ``matmul``; MX x dense dequantizes the MX operand to
+    ``out_dtype`` and multiplies with the standard ``matmul``."""
     from ..dispatch import allocate, resolve_stream
     from ..operations import matmul as dense_matmul
 
@@ -236,14 +260,18 @@ def matmul(a: MXTensor | Tensor, b: MXTensor | Tensor, *, out_dtype: Any = dt.fl
         db = b.dequantize(out, stream=stream) if isinstance(b, MXTensor) else b
         return dense_matmul(da, db, stream=stream)
     device = a.device
-    _support(device, a.format, "matmul")
-    _support(device, b.format, "matmul")
+    supports = (_support(device, a.format, "matmul"), _support(device, b.format, "matmul"))
+    native = all(sup is DTypeSupport.NATIVE for sup in supports)
     s = resolve_stream(device, stream)
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if k == 0:  # an empty sum
         from ..creation import zeros
 
-        return zeros((m, n), dtype=out, device=device)
+        return zeros((m, n), dtype=out, device=device, stream=s)
+    if not native:
+        from . import emulated
+
+        return emulated.matmul(a, b, out, s)
     result = allocate(device, (m, n), out)
     if m and n:
         _launch(

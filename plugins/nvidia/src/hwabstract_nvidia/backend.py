@@ -37,6 +37,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import attrs
 import numpy as np
 
 from hwabstract import dtypes as dt
@@ -320,7 +321,7 @@ class NvidiaBackend(Backend):
             if len(self._states) > 1:
                 features.add(Feature.PEER_COPY)
             state = self._states[index]
-            caps = self._caps[index] = Capabilities(
+            caps = Capabilities(
                 dtypes=dtypes,
                 kernels=kernels,
                 features=frozenset(features),
@@ -328,6 +329,14 @@ class NvidiaBackend(Backend):
                     memory_capacity=state.capacity, max_allocation=state.capacity, max_dims=32
                 ),
             )
+            # every OCP MX format, composed by the core from the standard kernels (no CUDA MX
+            # kernels here yet), where the integer kernels that takes are declared
+            from hwabstract.mx.emulated import MX_FORMAT_NAMES, missing
+
+            if not missing(caps):
+                mx = dict.fromkeys(MX_FORMAT_NAMES, DTypeSupport.EMULATED)
+                caps = attrs.evolve(caps, mx_formats=mx)
+            self._caps[index] = caps
         return caps
 
     # -- memory ------------------------------------------------------------------------------

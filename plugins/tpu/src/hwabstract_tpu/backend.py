@@ -37,6 +37,7 @@ class TpuBackend(PjrtBackend):
                 kernels=caps.kernels,
                 features=caps.features | {Feature.CUSTOM_KERNELS},
                 limits=caps.limits,
+                mx_formats=caps.mx_formats,
             )
         return caps
 
