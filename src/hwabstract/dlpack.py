@@ -58,6 +58,7 @@ __all__ = [
     "DLTensor",
     "capsule_name",
     "dtype_code",
+    "export_packed",
     "export_tensor",
     "from_dlpack",
     "tensor_device",
@@ -452,6 +453,43 @@ def _make_capsule(
             "cannot export through this NumPy version"
         )
     described.code, described.bits = _CODES[dtype]
+    return capsule
+
+
+def export_packed(
+    host: np.ndarray,
+    code: int,
+    bits: int,
+    shape: tuple[int, ...],
+    version: tuple[int, int] | None,
+    *,
+    copied: bool,
+) -> Any:
+    """A versioned capsule over the C-contiguous bytes ``host`` described as ``shape``
+    elements of type (``code``, ``bits``): DLPack 1.1's sub-byte types (FP6, FP4) packed
+    little bit-endian, or the MX scale and 8-bit element types. NumPy builds the capsule
+    around the bytes (see the module docstring); its dtype, shape and strides are then
+    rewritten in place (same number of dimensions), strides in elements, compact."""
+    if version is None or version < (1, 1):
+        asked = "a legacy capsule" if version is None else f"DLPack {version[0]}.{version[1]}"
+        raise DLPackError(
+            f"DLPack type code {code} ({bits} bits) exists only since DLPack 1.1; the consumer "
+            f"asked for {asked}; use a consumer that passes max_version=(1, 1)"
+        )
+    if host.ndim != len(shape) or not host.flags.c_contiguous:
+        raise DLPackError("export_packed needs C-contiguous bytes of the shape's rank")
+    capsule = host.__dlpack__(max_version=(1, 0))
+    managed = DLManagedTensorVersioned.from_address(_capsule_get_pointer(capsule, _VERSIONED))
+    managed.version.major, managed.version.minor = DLPACK_VERSION
+    managed.flags = DLPACK_FLAG_BITMASK_IS_COPIED if copied else 0
+    t = managed.dl_tensor
+    t.dtype.code, t.dtype.bits, t.dtype.lanes = code, bits, 1
+    stride = 1
+    for i in reversed(range(len(shape))):
+        t.shape[i] = shape[i]
+        if t.strides:
+            t.strides[i] = stride
+        stride *= max(shape[i], 1)
     return capsule
 
 

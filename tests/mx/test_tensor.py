@@ -4,7 +4,9 @@ refusals -- an undeclared format, wrong dtypes, axes and shapes."""
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import ml_dtypes
@@ -175,9 +177,18 @@ class EmulatedMxBackend(CpuBackend):
         return attrs.evolve(caps, mx_formats=dict.fromkeys(caps.mx_formats, DTypeSupport.EMULATED))
 
 
+class NoHostViewBackend(CpuBackend):
+    """The cpu backend whose memory the host "cannot address" (no host view)."""
+
+    name = "nohost"
+
+    def host_view(self, operand: Any) -> None:
+        return None
+
+
 @hw.hookimpl
 def _test_backends() -> list[type[hw.Backend]]:
-    return [NoMxBackend, EmulatedMxBackend]
+    return [NoMxBackend, EmulatedMxBackend, NoHostViewBackend]
 
 
 @pytest.fixture
@@ -213,3 +224,55 @@ def test_mx_tensors_move_between_devices(devices: None) -> None:
     other = hw.mx.quantize(hw.asarray(_data(50, 3), device="cpu:1"), MXFP8_E4M3, axis=0)
     with pytest.raises(DeviceError, match="cpu:0 and cpu:1"):
         hw.mx.matmul(m, other)
+
+
+# -- DLPack ---------------------------------------------------------------------------------------
+
+
+def _described(capsule: Any) -> tuple[Any, Any]:
+    from hwabstract.dlpack import _VERSIONED, DLManagedTensorVersioned, _capsule_get_pointer
+
+    managed = DLManagedTensorVersioned.from_address(_capsule_get_pointer(capsule, _VERSIONED))
+    return managed, managed.dl_tensor
+
+
+@pytest.mark.parametrize(
+    ("fmt", "code", "bits"),
+    [(f, f.dlpack_code, f.bits) for f in FORMATS.values()],
+    ids=[f.name for f in FORMATS.values()],
+)
+def test_elements_and_scales_export_with_dlpack_1_1_codes(fmt: Any, code: int, bits: int) -> None:
+    m = hw.mx.quantize(hw.asarray(_data(3, 70)), fmt)
+    producer = m.dlpack_elements()
+    assert producer.__dlpack_device__() == (1, 0)
+    capsule = producer.__dlpack__(max_version=(1, 1))
+    managed, t = _described(capsule)
+    assert (managed.version.major, managed.version.minor) == (1, 1) and managed.flags == 0
+    assert (t.dtype.code, t.dtype.bits, t.dtype.lanes) == (code, bits, 1)
+    assert [t.shape[i] for i in range(t.ndim)] == [3, 96]  # elements, padding included
+    assert not t.strides or [t.strides[0], t.strides[1]] == [96, 1]
+    nbytes = 3 * 96 * bits // 8
+    data = bytes((ctypes.c_uint8 * nbytes).from_address(t.data + t.byte_offset))
+    assert data == m.elements.numpy().tobytes()  # the packed bytes, shared on cpu
+    _, s = _described(m.dlpack_scales().__dlpack__(max_version=(1, 1)))
+    assert (s.dtype.code, s.dtype.bits) == (14, 8) and [s.shape[0], s.shape[1]] == [3, 3]
+
+
+def test_the_export_needs_a_dlpack_1_1_consumer() -> None:
+    m = hw.mx.quantize(hw.asarray(_data(2, 32)), MXFP4_E2M1)
+    with pytest.raises(hw.DLPackError, match=r"only since DLPack 1\.1"):
+        m.dlpack_elements().__dlpack__()
+    with pytest.raises(hw.DLPackError, match=r"only since DLPack 1\.1"):
+        m.dlpack_scales().__dlpack__(max_version=(1, 0))
+    with pytest.raises(hw.DLPackError, match="stream=None"):
+        m.dlpack_scales().__dlpack__(stream=1, max_version=(1, 1))
+
+
+def test_a_device_without_a_host_view_exports_a_copy(devices: None) -> None:
+    m = hw.mx.quantize(hw.asarray(_data(2, 64), device="nohost:0"), MXFP8_E4M3)
+    managed, t = _described(m.dlpack_elements().__dlpack__(max_version=(1, 1)))
+    assert managed.flags & 2  # IS_COPIED
+    data = bytes((ctypes.c_uint8 * 128).from_address(t.data + t.byte_offset))
+    assert data == m.elements.numpy().tobytes()
+    with pytest.raises(hw.DLPackError, match="copy=False"):
+        m.dlpack_elements().__dlpack__(max_version=(1, 1), copy=False)

@@ -22,15 +22,17 @@ import itertools
 import math
 from typing import Any
 
+import numpy as np
+
 from .. import dtypes as dt
 from ..backend import DTypeSupport
 from ..dtypes import DType
 from ..errors import DeviceError, DTypeError, ShapeError, UnsupportedError
 from ..stream import Stream
 from ..tensor import Tensor
-from .formats import BLOCK, MXFormat, mx_format
+from .formats import BLOCK, SCALE_DLPACK_CODE, MXFormat, mx_format
 
-__all__ = ["MXTensor", "dequantize", "matmul", "quantize"]
+__all__ = ["MXDLPack", "MXTensor", "dequantize", "matmul", "quantize"]
 
 #: the dtypes MX kernels read and write
 MX_DTYPES = ("float16", "bfloat16", "float32")
@@ -79,11 +81,71 @@ class MXTensor:
         """See :func:`dequantize`."""
         return dequantize(self, dtype=dtype, stream=stream)
 
+    def dlpack_elements(self) -> MXDLPack:
+        """A DLPack producer of the packed elements, typed with DLPack 1.1's code for the
+        element format (``kDLFloat4_e2m1fn``, ... ``kDLInt`` for MXINT8), shape
+        ``(*rest, blocks * 32)`` in elements (padding included), sub-byte formats packed
+        little bit-endian. See docs/mx.md."""
+        bits = self.format.bits
+        code = self.format.dlpack_code
+        shape = (*self.elements.shape[:-1], self.blocks * BLOCK)
+        return MXDLPack(self.elements, code, bits, shape)
+
+    def dlpack_scales(self) -> MXDLPack:
+        """A DLPack producer of the scales: ``kDLFloat8_e8m0fnu``, shape ``(*rest,
+        blocks)``."""
+        return MXDLPack(self.scales, SCALE_DLPACK_CODE, 8, tuple(self.scales.shape))
+
     def __repr__(self) -> str:
         return (
             f"MXTensor({self.format.name}, shape={self.shape}, axis={self.axis}, "
             f"on {self.device.name}, {self.nbytes} B)"
         )
+
+
+class MXDLPack:
+    """One half of an MX tensor as a DLPack producer (``np.from_dlpack``-style consumers
+    call ``__dlpack__``). It hands out host memory (kDLCPU): the tensor's own memory on a
+    device the host can address (the cpu backend), otherwise a host copy flagged
+    ``IS_COPIED``. Needs a DLPack 1.1 consumer (``max_version=(1, 1)``) for the 1.1 codes."""
+
+    __slots__ = ("bits", "code", "shape", "tensor")
+
+    def __init__(self, tensor: Tensor, code: int, bits: int, shape: tuple[int, ...]) -> None:
+        self.tensor = tensor
+        self.code = code
+        self.bits = bits
+        self.shape = shape
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)
+
+    def __dlpack__(self, *, stream: Any = None, max_version: tuple[int, int] | None = None,
+                   dl_device: Any = None, copy: bool | None = None) -> Any:  # fmt: skip
+        from ..dlpack import _export_array, _host_view, export_packed
+        from ..errors import DLPackError
+
+        if stream is not None:
+            raise DLPackError("MX parts are exported as kDLCPU memory: pass stream=None")
+        if dl_device is not None and tuple(dl_device) != (1, 0):
+            raise DLPackError(f"MX parts are exported as kDLCPU memory, not {dl_device}")
+        t = self.tensor
+        version = None if max_version is None else tuple(max_version)
+        view = _host_view(t) if copy is not True else None
+        if view is not None and t.is_contiguous:
+            storage = t._storage
+            (storage.last_stream or storage.device.default_stream).synchronize()
+            host = _export_array(view, view.dtype, readonly=False, keep=t)
+            copied = False
+        else:
+            if copy is False:
+                raise DLPackError(
+                    f"{t.device.name} memory reaches a DLPack consumer only as a host copy, "
+                    "which copy=False forbids"
+                )
+            host, copied = np.ascontiguousarray(t.numpy()), True
+        return export_packed(host, self.code, self.bits, self.shape, version,  # type: ignore[arg-type]
+                             copied=copied)  # fmt: skip
 
 
 # -- helpers ---------------------------------------------------------------------------------------
