@@ -76,6 +76,30 @@ def test_without_a_gpu_the_backend_is_unavailable_and_says_why() -> None:
     assert info.status == "unavailable" and "driver" in (info.reason or "")
 
 
+@pytest.mark.parametrize("driver", [False, True])
+def test_without_cupy_the_reason_says_whether_a_driver_is_there(
+    monkeypatch: pytest.MonkeyPatch, driver: bool
+) -> None:
+    import builtins
+
+    from hwabstract_nvidia import backend as nvidia_backend
+
+    real_import = builtins.__import__
+
+    def no_cupy(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    monkeypatch.setattr(nvidia_backend, "driver_present", lambda: driver)
+    with pytest.raises(BackendUnavailableError) as info:
+        NvidiaBackend().probe()
+    text = str(info.value)
+    assert "CuPy is not installed" in text and "hwabstract-nvidia[cuda12]" in text
+    assert ("no NVIDIA driver on this machine" in text) is (not driver)
+
+
 def _fake_cupy(driver: int = 12040, count: Any = 1) -> Any:
     """A stand-in for ``cupy`` with only what ``unavailable_reason`` reads: the decision
     logic is tested for drivers and GPUs this machine does not have."""

@@ -61,7 +61,14 @@ from hwabstract.errors import (
 
 from .profiles import profile_for
 
-__all__ = ["NvidiaBackend", "NvidiaBuffer", "NvidiaEvent", "NvidiaStream", "unavailable_reason"]
+__all__ = [
+    "NvidiaBackend",
+    "NvidiaBuffer",
+    "NvidiaEvent",
+    "NvidiaStream",
+    "driver_present",
+    "unavailable_reason",
+]
 
 #: dtypes CuPy computes in (CuPy has no bfloat16 or float8 dtype)
 CUPY_DTYPES = (
@@ -87,6 +94,15 @@ _INSTALL = (
 def _cuda_version(encoded: int) -> str:
     """CUDA's integer version (12040) as text (12.4)."""
     return f"{encoded // 1000}.{encoded % 1000 // 10}"
+
+
+def driver_present() -> bool:
+    """Whether an NVIDIA driver looks installed: its library (libcuda) or its tool
+    (nvidia-smi) can be found. A cheap look, without loading either."""
+    import ctypes.util
+    import shutil
+
+    return bool(ctypes.util.find_library("cuda") or shutil.which("nvidia-smi"))
 
 
 def unavailable_reason(cupy: Any) -> tuple[str, str | None] | None:
@@ -216,6 +232,14 @@ class NvidiaBackend(Backend):
         try:
             import cupy
         except ImportError as exc:
+            if not driver_present():
+                raise BackendUnavailableError(
+                    "nvidia",
+                    "no NVIDIA driver on this machine (neither libcuda nor nvidia-smi was "
+                    "found), and CuPy is not installed: where a GPU is, install the driver, "
+                    f"then {_INSTALL}",
+                    vendor_message=str(exc),
+                ) from None
             raise BackendUnavailableError(
                 "nvidia", f"CuPy is not installed: {_INSTALL}", vendor_message=str(exc)
             ) from None
