@@ -14,17 +14,6 @@
 
 #include "kernels_internal.h"
 
-static inline uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static inline float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* ---- bfloat16 --------------------------------------------------------------------------- */
 
 float maia_bf16_to_f32(uint16_t v) { return u2f((uint32_t)v << 16); }

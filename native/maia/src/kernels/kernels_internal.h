@@ -5,8 +5,21 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../maia_kernels.h"
+
+/* The bits of a float32, and the float32 of bits (no aliasing games). */
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 /* Element kinds: how a dtype computes. */
 enum { MK_KIND_BOOL = 0, MK_KIND_SINT = 1, MK_KIND_UINT = 2, MK_KIND_FLOAT = 3 };

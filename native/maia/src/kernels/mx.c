@@ -88,16 +88,6 @@ static const mxfmt *fmt_of(int32_t code) {
     return code > MAIA_MX_NONE && code < MAIA_MX_FORMAT_COUNT ? &FORMATS[code] : NULL;
 }
 
-static inline uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static inline float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static inline uint64_t d2u(double d) {
     uint64_t u;
     memcpy(&u, &d, 8);
