@@ -10,32 +10,7 @@
 #include <string.h>
 
 #include "maia.h"
-
-static long g_checks, g_fail;
-
-#define CHECK(cond, ...)                                                                       \
-    do {                                                                                       \
-        g_checks++;                                                                            \
-        if (!(cond)) {                                                                         \
-            g_fail++;                                                                          \
-            if (g_fail < 60) {                                                                 \
-                fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond);              \
-                fprintf(stderr, __VA_ARGS__);                                                  \
-                fputc('\n', stderr);                                                           \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
-
-static uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+#include "kernel_check.h"
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static uint64_t rnd(void) {

@@ -1,0 +1,37 @@
+/* The assertion macro and bit helpers the kernel tests (test_kernels.c, test_mx.c) share:
+ * a failed CHECK reports (the first 60) and counts; each test binary prints its totals and
+ * exits non-zero if any check failed. */
+#ifndef KERNEL_CHECK_H
+#define KERNEL_CHECK_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+static long g_checks, g_fail;
+
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        g_checks++;                                                                            \
+        if (!(cond)) {                                                                         \
+            g_fail++;                                                                          \
+            if (g_fail < 60) {                                                                 \
+                fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond);              \
+                fprintf(stderr, __VA_ARGS__);                                                  \
+                fputc('\n', stderr);                                                           \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#endif
