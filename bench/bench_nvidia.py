@@ -19,25 +19,21 @@ Exit status 3, with the reason, where no GPU is usable.
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 from typing import Any
 
 import harness
 import numpy as np
-from harness import interleaved_medians, table
+from harness import (
+    added_note,
+    interleaved_medians,
+    peer_report,
+    peer_row,
+    peer_table,
+    peer_title,
+)
 
 import hwabstract as hw
-
-
-def _row(name: str, t_hw: float, t_cp: float, note: str = "") -> dict[str, Any]:
-    return {"case": name, "hw_us": t_hw * 1e6, "cupy_us": t_cp * 1e6,
-            "ratio": t_hw / t_cp, "note": note}  # fmt: skip
-
-
-def _added(t_hw: float, t_cp: float) -> str:
-    return f"target <= 1.1x; {(t_hw - t_cp) * 1e6:+.0f} us"
 
 
 def run(repeat: int, quick: bool) -> dict[str, Any]:
@@ -76,7 +72,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
             cp.add(c8, c8)
 
     t_h, t_c = interleaved_medians(hw_tiny, timed_cupy(cp_tiny), repeat, warmup=2)
-    results.append(_row("add f32[8], per op (enqueue, then one wait)", t_h / calls, t_c / calls,
+    results.append(peer_row("add f32[8], per op (enqueue, then one wait)", t_h / calls, t_c / calls,
                         f"overhead {(t_h - t_c) / calls * 1e6:.1f} us/op"))  # fmt: skip
 
     sizes = [("1 MiB", 1 << 18)] if quick else [("1 MiB", 1 << 18), ("16 MiB", 1 << 22)]
@@ -101,7 +97,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
                 stream.synchronize()
 
             t_h, t_c = interleaved_medians(hw_side, timed_cupy(cp_fn), repeat, warmup=3)
-            results.append(_row(f"{name}, f32 {label}", t_h, t_c, _added(t_h, t_c)))
+            results.append(peer_row(f"{name}, f32 {label}", t_h, t_c, added_note(t_h, t_c)))
 
     for m in (1024,) if quick else (1024, 4096):
         xm, cm = pair(rng.standard_normal((m, m)).astype(np.float32))
@@ -113,31 +109,10 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
         t_h, t_c = interleaved_medians(
             hw_mm, timed_cupy(lambda c=cm: cp.matmul(c, c)), max(3, repeat // 2), warmup=2
         )
-        results.append(_row(f"matmul f32[{m},{m}]", t_h, t_c, _added(t_h, t_c)))
+        results.append(peer_row(f"matmul f32[{m},{m}]", t_h, t_c, added_note(t_h, t_c)))
 
-    return {
-        "benchmark": "bench_nvidia",
-        "device": dev.info.name,
-        "peer": f"raw CuPy {cp.__version__} on the same GPU",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "repeat": repeat,
-        "results": results,
-    }
-
-
-def _table(report: dict[str, Any], markdown: bool) -> str:
-    header = ["case", "hwabstract µs", "raw CuPy µs", "ratio (hw/CuPy)", "note"]
-    rows = [[r["case"], f"{r['hw_us']:.1f}", f"{r['cupy_us']:.1f}", f"{r['ratio']:.2f}x",
-             r["note"]] for r in report["results"]]  # fmt: skip
-    return table(header, rows, markdown)
-
-
-def _title(report: dict[str, Any], repeat: int) -> str:
-    return (
-        f"{report['device']} vs {report['peer']} — Python {report['python']}, "
-        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}"
+    return peer_report(
+        "bench_nvidia", dev.info.name, f"raw CuPy {cp.__version__} on the same GPU", repeat, results
     )
 
 
@@ -147,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         why = "hwabstract-nvidia is not installed" if status is None else status.reason
         print(f"bench_nvidia: the nvidia backend is unavailable: {why}")
         return 3
-    return harness.main(__doc__ or "", run, _title, _table, argv)
+    return harness.main(__doc__ or "", run, peer_title, peer_table("raw CuPy"), argv)
 
 
 if __name__ == "__main__":

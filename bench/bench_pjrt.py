@@ -21,24 +21,21 @@ stand-in's CPU device, so the figures measure the SDK's overhead on PJRT, not a 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from typing import Any
 
 import harness
 import numpy as np
-from harness import interleaved_medians, table
+from harness import (
+    added_note,
+    interleaved_medians,
+    peer_report,
+    peer_row,
+    peer_table,
+    peer_title,
+)
 
 import hwabstract as hw
-
-
-def _row(name: str, t_hw: float, t_jax: float, note: str = "") -> dict[str, Any]:
-    return {"case": name, "hw_us": t_hw * 1e6, "jax_us": t_jax * 1e6,
-            "ratio": t_hw / t_jax, "note": note}  # fmt: skip
-
-
-def _added(t_hw: float, t_jax: float) -> str:
-    return f"target <= 1.1x; {(t_hw - t_jax) * 1e6:+.0f} us"
 
 
 def run(repeat: int, quick: bool) -> dict[str, Any]:
@@ -79,7 +76,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
         r.block_until_ready()  # type: ignore[union-attr]
 
     t_h, t_j = interleaved_medians(hw_tiny, jax_tiny, repeat, warmup=2)
-    results.append(_row("add f32[8], per op (enqueue, then one wait)", t_h / calls, t_j / calls,
+    results.append(peer_row("add f32[8], per op (enqueue, then one wait)", t_h / calls, t_j / calls,
                         f"overhead {(t_h - t_j) / calls * 1e6:.1f} us/op"))  # fmt: skip
 
     # -- large operations --------------------------------------------------------------------
@@ -106,7 +103,7 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
                 fn(*args).block_until_ready()
 
             t_h, t_j = interleaved_medians(hw_side, jax_side, repeat, warmup=3)
-            results.append(_row(f"{name}, f32 {label}", t_h, t_j, _added(t_h, t_j)))
+            results.append(peer_row(f"{name}, f32 {label}", t_h, t_j, added_note(t_h, t_j)))
 
     for m in (512,) if quick else (512, 1024):
         a = rng.standard_normal((m, m)).astype(np.float32)
@@ -125,36 +122,19 @@ def run(repeat: int, quick: bool) -> dict[str, Any]:
             fn(j, j).block_until_ready()
 
         t_h, t_j = interleaved_medians(hw_mm, jax_mm, max(3, repeat // 2), warmup=2)
-        results.append(_row(f"matmul f32[{m},{m}]", t_h, t_j, _added(t_h, t_j)))
+        results.append(peer_row(f"matmul f32[{m},{m}]", t_h, t_j, added_note(t_h, t_j)))
 
-    return {
-        "benchmark": "bench_pjrt",
-        "device": dev.info.name,
-        "peer": f"raw JAX {jax.__version__} (jax.jit on the same device)",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "repeat": repeat,
-        "results": results,
-    }
-
-
-def _table(report: dict[str, Any], markdown: bool) -> str:
-    header = ["case", "hwabstract µs", "raw JAX µs", "ratio (hw/JAX)", "note"]
-    rows = [[r["case"], f"{r['hw_us']:.1f}", f"{r['jax_us']:.1f}", f"{r['ratio']:.2f}x",
-             r["note"]] for r in report["results"]]  # fmt: skip
-    return table(header, rows, markdown)
-
-
-def _title(report: dict[str, Any], repeat: int) -> str:
-    return (
-        f"{report['device']} vs {report['peer']} — Python {report['python']}, "
-        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}"
+    return peer_report(
+        "bench_pjrt",
+        dev.info.name,
+        f"raw JAX {jax.__version__} (jax.jit on the same device)",
+        repeat,
+        results,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return harness.main(__doc__ or "", run, _title, _table, argv)
+    return harness.main(__doc__ or "", run, peer_title, peer_table("raw JAX"), argv)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +42,52 @@ def interleaved_medians(
         sa.append(t1 - t0)
         sb.append(t2 - t1)
     return statistics.median(sa), statistics.median(sb)
+
+
+def peer_row(case: str, t_hw: float, t_peer: float, note: str = "") -> dict[str, Any]:
+    """One result of a hwabstract-vs-peer benchmark (seconds in, microseconds kept)."""
+    return {"case": case, "hw_us": t_hw * 1e6, "peer_us": t_peer * 1e6,
+            "ratio": t_hw / t_peer, "note": note}  # fmt: skip
+
+
+def added_note(t_hw: float, t_peer: float) -> str:
+    """The note of an operation held to the 1.1x target: the target and the time added."""
+    return f"target <= 1.1x; {(t_hw - t_peer) * 1e6:+.0f} us"
+
+
+def peer_report(benchmark: str, device: str, peer: str, repeat: int,
+                results: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """A benchmark's report: what ran, against which peer, on which machine."""
+    return {
+        "benchmark": benchmark,
+        "device": device,
+        "peer": peer,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "repeat": repeat,
+        "results": results,
+    }
+
+
+def peer_title(report: dict[str, Any], repeat: int) -> str:
+    return (
+        f"{report['device']} vs {report['peer']} — Python {report['python']}, "
+        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}"
+    )
+
+
+def peer_table(peer: str) -> Callable[[dict[str, Any], bool], str]:
+    """The renderer of :func:`peer_row` results, the peer's column named ``peer``."""
+
+    def render(report: dict[str, Any], markdown: bool) -> str:
+        short = peer.split()[-1]  # "raw JAX" -> "JAX"
+        header = ["case", "hwabstract µs", f"{peer} µs", f"ratio (hw/{short})", "note"]
+        rows = [[r["case"], f"{r['hw_us']:.1f}", f"{r['peer_us']:.1f}", f"{r['ratio']:.2f}x",
+                 r["note"]] for r in report["results"]]  # fmt: skip
+        return table(header, rows, markdown)
+
+    return render
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
