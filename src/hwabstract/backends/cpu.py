@@ -56,9 +56,6 @@ from ..hookspecs import hookimpl
 
 __all__ = ["CpuBackend", "InjectedFault", "hwabstract_backends"]
 
-#: the OCP MX formats (hwabstract.mx.FORMATS; listed here so capabilities stay import-light)
-MX_FORMAT_NAMES = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4_e2m1", "mxint8")
-
 _UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
           "KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4}  # fmt: skip
 _BYTES = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([KMGT]I?)?B?")
@@ -383,6 +380,7 @@ class CpuBackend(Backend):
     def capabilities(self, index: int) -> Capabilities:
         if self._caps is None:
             from ..kernels import all_specs
+            from ..mx.formats import FORMATS
 
             dtypes = all_dtypes()
             self._caps = Capabilities(
@@ -403,7 +401,7 @@ class CpuBackend(Backend):
                     max_dims=32,
                 ),
                 # every OCP MX format, run by its NumPy reference (hwabstract.mx.reference)
-                mx_formats=dict.fromkeys(MX_FORMAT_NAMES, DTypeSupport.NATIVE),
+                mx_formats=dict.fromkeys(FORMATS, DTypeSupport.NATIVE),
             )
         return self._caps
 
