@@ -39,10 +39,10 @@ from hwabstract.backends.cpu import CpuBackend
 from hwabstract.backends.pjrt import PjrtBackend
 from hwabstract.backends.pjrt_profiles import ChipProfile
 from hwabstract.conformance.numerics import (
-    NONZERO_SECOND,
     kernel_sample,
+    special_operands,
     special_values,
-    subnormal_values,
+    subnormal_operands,
 )
 from hwabstract.conformance.reference import check_kernel
 from hwabstract.dtypes import DType
@@ -129,23 +129,6 @@ def _scalar_for(name: str, dtype: DType) -> Any:
     return 1.5
 
 
-def _special_operands(name: str, dtype: DType, nin: int) -> list[np.ndarray]:
-    """special_values, and for two operands every pair of them (integer divisors made
-    nonzero, integer exponents and shifts made valid, as the suite does)."""
-    s = special_values(dtype)
-    if nin == 1:
-        return [s]
-    first, second = np.repeat(s, s.size), np.tile(s, s.size)
-    if dtype.kind in "iu":
-        if name in NONZERO_SECOND:
-            second = np.where(second == 0, np.array(1, dtype=second.dtype), second)
-        if name == "pow":
-            second = np.abs(second.astype(np.int64)).clip(0, 3).astype(second.dtype)
-        if name.endswith("shift"):
-            second = (np.abs(second.astype(np.int64)) % dtype.bits).astype(second.dtype)
-    return [first, second]
-
-
 def _elementwise_cases(name: str, dtype: DType, nin: int) -> Iterator[Case]:
     rng = _rng(name, dtype.name)
 
@@ -159,13 +142,9 @@ def _elementwise_cases(name: str, dtype: DType, nin: int) -> Iterator[Case]:
     if nin == 2:
         yield "broadcast", operands([(4, 1, 5), (3, 1)]), {}
         yield "scalar", [*operands([(2, 9)]), _scalar_for(name, dtype)], {}
-    yield "special values", list(_special_operands(name, dtype, nin)), {}
+    yield "special values", special_operands(name, dtype, nin), {}
     if dtype.kind == "f":
-        s = subnormal_values(dtype)
-        arrays = [s] if nin == 1 else [np.repeat(s, s.size), np.tile(s, s.size)]
-        if name in NONZERO_SECOND and nin == 2:
-            arrays[1] = np.where(arrays[1] == 0, np.ones((), dtype.numpy_dtype), arrays[1])
-        yield "subnormals", arrays, {}
+        yield "subnormals", subnormal_operands(name, dtype, nin), {}
 
 
 def _where_clip_cases(name: str, dtype: DType) -> Iterator[Case]:

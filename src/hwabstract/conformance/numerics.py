@@ -65,8 +65,10 @@ __all__ = [
     "kernel_sample",
     "reference_ulps",
     "sample",
+    "special_operands",
     "special_values",
     "specials",
+    "subnormal_operands",
     "subnormal_values",
     "ulp_distance",
 ]
@@ -413,6 +415,37 @@ DOMAIN: dict[str, tuple[float, float]] = {
     "reciprocal": (0.25, 4),
 }
 NONZERO_SECOND = {"divide", "floor_divide", "remainder"}
+
+
+def special_operands(name: str, dtype: DType, nin: int) -> list[np.ndarray]:
+    """The special values of ``dtype`` for an elementwise kernel of ``nin`` inputs: the
+    values themselves, or every pair of them -- integer divisors made nonzero, integer
+    exponents and shift counts made valid. (Outside a kernel's domain the contract is
+    NumPy's: NaN where it says so.)"""
+    s = special_values(dtype)
+    if nin == 1:
+        return [s]
+    first, second = np.repeat(s, s.size), np.tile(s, s.size)
+    if dtype.kind in "iu":
+        if name in NONZERO_SECOND:
+            second = np.where(second == 0, np.array(1, dtype=second.dtype), second)
+        if name == "pow":
+            second = np.abs(second.astype(np.int64)).clip(0, 3).astype(second.dtype)
+        if name.endswith("shift"):
+            second = (np.abs(second.astype(np.int64)) % dtype.bits).astype(second.dtype)
+    return [first, second]
+
+
+def subnormal_operands(name: str, dtype: DType, nin: int) -> list[np.ndarray]:
+    """The subnormal values of a float ``dtype`` (with zeros and the smallest normals) for
+    an elementwise kernel of ``nin`` inputs: the values, or every pair (divisors nonzero)."""
+    s = subnormal_values(dtype)
+    if nin == 1:
+        return [s]
+    first, second = np.repeat(s, s.size), np.tile(s, s.size)
+    if name in NONZERO_SECOND:
+        second = np.where(second == 0, np.ones((), dtype.numpy_dtype), second)
+    return [first, second]
 
 
 def kernel_sample(

@@ -22,8 +22,12 @@ import pytest
 import hwabstract as hw
 from hwabstract import dtypes as dt
 from hwabstract.conformance.helpers import not_claimed
-from hwabstract.conformance.numerics import NONZERO_SECOND, special_values, subnormal_values
 from hwabstract.conformance.numerics import kernel_sample as sample
+from hwabstract.conformance.numerics import (
+    special_operands,
+    special_values,
+    subnormal_operands,
+)
 from hwabstract.conformance.reference import check_kernel
 from hwabstract.dtypes import DType
 from hwabstract.kernels import all_specs, get_spec
@@ -141,26 +145,11 @@ def test_elementwise(device: hw.Device, kernel_dtype: tuple[str, DType], case: s
     check_kernel(spec, device, operands, context=f"({case})")
 
 
-def _special_operands(name: str, dtype: DType) -> list[np.ndarray]:
-    s = special_values(dtype)
-    nin = len(get_spec(name).inputs)
-    if nin == 1:
-        return [s]  # (outside a kernel's domain the contract is NumPy's: NaN where it says so)
-    first, second = np.repeat(s, s.size), np.tile(s, s.size)
-    if dtype.kind in "iu":
-        if name in NONZERO_SECOND:
-            second = np.where(second == 0, np.array(1, dtype=second.dtype), second)
-        if name == "pow":
-            second = np.abs(second.astype(np.int64)).clip(0, 3).astype(second.dtype)
-        if name.endswith("shift"):
-            second = (np.abs(second.astype(np.int64)) % dtype.bits).astype(second.dtype)
-    return [first, second]
-
-
 def test_elementwise_special_values(device: hw.Device, kernel_dtype: tuple[str, DType]) -> None:
     name, dtype = kernel_dtype
     _claim(device, name, dtype)
-    operands = [hw.asarray(a, device=device) for a in _special_operands(name, dtype)]
+    nin = len(get_spec(name).inputs)
+    operands = [hw.asarray(a, device=device) for a in special_operands(name, dtype, nin)]
     check_kernel(name, device, operands, context="(special values)")
 
 
@@ -170,11 +159,7 @@ def test_elementwise_subnormals(device: hw.Device, kernel_dtype: tuple[str, DTyp
     zero, inputs and results alike: the reference is flushed to match."""
     name, dtype = kernel_dtype
     _claim(device, name, dtype)
-    s = subnormal_values(dtype)
-    nin = len(get_spec(name).inputs)
-    arrays = [s] if nin == 1 else [np.repeat(s, s.size), np.tile(s, s.size)]
-    if name in NONZERO_SECOND and nin == 2:
-        arrays[1] = np.where(arrays[1] == 0, np.ones((), dtype.numpy_dtype), arrays[1])
+    arrays = subnormal_operands(name, dtype, len(get_spec(name).inputs))
     check_kernel(
         name, device, [hw.asarray(a, device=device) for a in arrays], context="(subnormals)"
     )
