@@ -71,6 +71,7 @@ __all__ = [
     "subnormal_operands",
     "subnormal_values",
     "ulp_distance",
+    "wide_exponent_blocks",
 ]
 
 #: Allowed distance from the correctly rounded value, in ulps of the result dtype.
@@ -415,6 +416,20 @@ DOMAIN: dict[str, tuple[float, float]] = {
     "reciprocal": (0.25, 4),
 }
 NONZERO_SECOND = {"divide", "floor_divide", "remainder"}
+
+
+def wide_exponent_blocks(shape: tuple[int, ...], seed: int, low: int = -130,
+                         high: int = 120, block: int = 32) -> np.ndarray:  # fmt: skip
+    """float32 test data for block formats: each block of ``block`` values along the last
+    axis has its own magnitude, ``2^e`` for ``e`` drawn from ``[low, high)`` (subnormals
+    included when ``low`` reaches them), with zeros sprinkled in (5%)."""
+    rng = np.random.default_rng(seed)
+    exponents = rng.integers(low, high, size=(*shape[:-1], -(-shape[-1] // block)))
+    scale = np.repeat(np.exp2(exponents.astype(np.float64)), block, axis=-1)[..., : shape[-1]]
+    x = rng.standard_normal(shape) * scale
+    x[rng.random(shape) < 0.05] = 0.0
+    f32 = np.finfo(np.float32)
+    return np.clip(x, -f32.max, f32.max).astype(np.float32)
 
 
 def special_operands(name: str, dtype: DType, nin: int) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ import pytest
 import hwabstract as hw
 from hwabstract.backend import DTypeSupport
 from hwabstract.conformance.helpers import not_claimed
+from hwabstract.conformance.numerics import wide_exponent_blocks
 from hwabstract.errors import UnsupportedError
 from hwabstract.mx import BLOCK, FORMATS, MXFormat
 from hwabstract.mx import reference as R
@@ -63,16 +64,6 @@ def _check_quantize(device: hw.Device, x: np.ndarray, fmt: MXFormat, axis: int =
         assert same.all(), f"{fmt.name} {what}: dequantize to {name} differs from the reference"
 
 
-def _wide_range(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """float32 values whose blocks span the whole exponent range, zeros included."""
-    rng = np.random.default_rng(seed)
-    exponents = rng.integers(-130, 120, size=(*shape[:-1], -(-shape[-1] // BLOCK)))
-    scale = np.repeat(np.exp2(exponents.astype(np.float64)), BLOCK, axis=-1)[..., : shape[-1]]
-    x = rng.standard_normal(shape) * scale
-    x[rng.random(shape) < 0.05] = 0.0
-    return x.astype(np.float32)
-
-
 @pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
 def test_every_element_code_round_trips(device: hw.Device, fmt: MXFormat) -> None:
     """A block per code: the code's value times a power of two quantizes back to the code."""
@@ -92,7 +83,9 @@ def test_random_tensors_on_every_axis_with_partial_blocks(
     device: hw.Device, fmt: MXFormat, axis: int
 ) -> None:
     _claim(device, fmt)
-    _check_quantize(device, _wide_range((37, 70), seed=axis + 3), fmt, axis, f"(axis {axis})")
+    _check_quantize(
+        device, wide_exponent_blocks((37, 70), seed=axis + 3), fmt, axis, f"(axis {axis})"
+    )
 
 
 @pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
@@ -117,7 +110,7 @@ def test_special_values(device: hw.Device, fmt: MXFormat) -> None:
 @pytest.mark.parametrize("n", [1, 31, 32, 33, 95])
 def test_lengths_around_the_block_size(device: hw.Device, fmt: MXFormat, n: int) -> None:
     _claim(device, fmt)
-    _check_quantize(device, _wide_range((3, n), seed=n), fmt, what=f"(n={n})")
+    _check_quantize(device, wide_exponent_blocks((3, n), seed=n), fmt, what=f"(n={n})")
 
 
 @pytest.mark.parametrize("name", INPUT_DTYPES)
@@ -126,7 +119,7 @@ def test_every_declared_input_dtype(device: hw.Device, name: str) -> None:
     fmts = [f for f in ALL if f.name in device.capabilities.mx_formats]
     if not fmts:
         not_claimed("mx formats")
-    x = _wide_range((4, 64), seed=7).astype(dtype.numpy_dtype)
+    x = wide_exponent_blocks((4, 64), seed=7).astype(dtype.numpy_dtype)
     for fmt in fmts:
         _check_quantize(device, x, fmt, what=f"(from {name})")
 
@@ -135,7 +128,7 @@ def test_a_strided_reversed_input(device: hw.Device) -> None:
     fmts = [f for f in ALL if f.name in device.capabilities.mx_formats]
     if not fmts:
         not_claimed("mx formats")
-    x = _wide_range((40, 90), seed=9)
+    x = wide_exponent_blocks((40, 90), seed=9)
     t = hw.asarray(x, device=device)[::-3, 1::2]
     for fmt in fmts:
         m = hw.mx.quantize(t, fmt, axis=1)
