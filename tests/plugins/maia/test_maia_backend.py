@@ -7,7 +7,6 @@ Skipped as a whole when the hwabstract-maia distribution is not installed
 from __future__ import annotations
 
 import gc
-import importlib.metadata
 
 import numpy as np
 import pytest
@@ -18,36 +17,11 @@ pytest.importorskip(
 )
 
 import hwabstract as hw
-from hwabstract.registry import PluginSource, Registry, reset_registry
 
 _RNG = np.random.default_rng(1234)
 
 
-def _maia_source() -> PluginSource:
-    import hwabstract_maia.plugin
-
-    return PluginSource(
-        "maia",
-        lambda: hwabstract_maia.plugin,
-        "hwabstract-maia",
-        importlib.metadata.version("hwabstract-maia"),
-    )
-
-
-def _cpu_source() -> PluginSource:
-    import hwabstract.backends.cpu
-
-    return PluginSource("cpu", lambda: hwabstract.backends.cpu, "hwabstract", hw.__version__)
-
-
-@pytest.fixture(autouse=True)
-def _registry(monkeypatch: pytest.MonkeyPatch):
-    """A registry of exactly maia and cpu, whatever else is installed or configured."""
-    for var in ("HWABSTRACT_DEVICE", "HWABSTRACT_PLUGINS", "HWABSTRACT_DISABLE_PLUGINS"):
-        monkeypatch.delenv(var, raising=False)
-    old = reset_registry(Registry(sources=[_maia_source(), _cpu_source()]))
-    yield
-    reset_registry(old)
+pytestmark = pytest.mark.usefixtures("maia_and_cpu_registry")
 
 
 @pytest.fixture

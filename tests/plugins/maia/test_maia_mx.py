@@ -8,9 +8,8 @@ Skipped as a whole when the hwabstract-maia distribution is not installed.
 
 from __future__ import annotations
 
-import importlib.metadata
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import ml_dtypes
@@ -25,7 +24,6 @@ pytest.importorskip(
 import hwabstract as hw
 from hwabstract.mx import BLOCK, FORMATS, MXFormat, reference
 from hwabstract.mx.reference import MXArrays
-from hwabstract.registry import PluginSource, Registry, reset_registry
 
 FORMAT_NAMES = sorted(FORMATS)
 FLOATS = [np.dtype(np.float32), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16)]
@@ -35,21 +33,7 @@ HW_DTYPES = {"float32": hw.float32, "bfloat16": hw.bfloat16, "float16": hw.float
 ULP_FIELDS = {"float32": (23, -126), "bfloat16": (7, -126), "float16": (10, -14)}
 
 
-@pytest.fixture(autouse=True)
-def _registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    import hwabstract_maia.plugin
-
-    for var in ("HWABSTRACT_DEVICE", "HWABSTRACT_PLUGINS", "HWABSTRACT_DISABLE_PLUGINS"):
-        monkeypatch.delenv(var, raising=False)
-    source = PluginSource(
-        "maia",
-        lambda: hwabstract_maia.plugin,
-        "hwabstract-maia",
-        importlib.metadata.version("hwabstract-maia"),
-    )
-    old = reset_registry(Registry(sources=[source]))
-    yield
-    reset_registry(old)
+pytestmark = pytest.mark.usefixtures("maia_registry")
 
 
 @pytest.fixture

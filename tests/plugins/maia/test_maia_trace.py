@@ -5,7 +5,6 @@ Skipped as a whole when the hwabstract-maia distribution is not installed.
 
 from __future__ import annotations
 
-import importlib.metadata
 import itertools
 import json
 from collections import defaultdict
@@ -20,27 +19,12 @@ pytest.importorskip(
 )
 
 import hwabstract as hw
-from hwabstract.registry import PluginSource, Registry, reset_registry
 
 HOST_LINK = 64e9  # bytes/s, libmaia's modeled host link (docs/backends/maia.md)
 COPY_LAUNCH_US = 1.0
 
 
-@pytest.fixture(autouse=True)
-def _registry(monkeypatch: pytest.MonkeyPatch):
-    import hwabstract_maia.plugin
-
-    for var in ("HWABSTRACT_DEVICE", "HWABSTRACT_PLUGINS", "HWABSTRACT_DISABLE_PLUGINS"):
-        monkeypatch.delenv(var, raising=False)
-    source = PluginSource(
-        "maia",
-        lambda: hwabstract_maia.plugin,
-        "hwabstract-maia",
-        importlib.metadata.version("hwabstract-maia"),
-    )
-    old = reset_registry(Registry(sources=[source]))
-    yield
-    reset_registry(old)
+pytestmark = pytest.mark.usefixtures("maia_registry")
 
 
 def _workload() -> tuple[object, dict[tuple[int, int], list[str]], int]:
