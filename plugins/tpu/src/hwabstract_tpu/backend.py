@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import attrs
+
 from hwabstract.backend import Capabilities, Feature
 from hwabstract.backends.pjrt import PjrtBackend
 
@@ -32,12 +34,9 @@ class TpuBackend(PjrtBackend):
     def capabilities(self, index: int) -> Capabilities:
         caps = super().capabilities(index)
         if Feature.CUSTOM_KERNELS not in caps.features:
-            caps = self._caps[index] = Capabilities(
-                dtypes=caps.dtypes,
-                kernels=caps.kernels,
-                features=caps.features | {Feature.CUSTOM_KERNELS},
-                limits=caps.limits,
-                mx_formats=caps.mx_formats,
+            # evolve, not rebuild: every other field of the manifest stays as the base set it
+            caps = self._caps[index] = attrs.evolve(
+                caps, features=caps.features | {Feature.CUSTOM_KERNELS}
             )
         return caps
 
