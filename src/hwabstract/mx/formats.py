@@ -32,6 +32,7 @@ __all__ = [
     "MXFP8_E5M2",
     "MXINT8",
     "SCALE_BIAS",
+    "SCALE_DLPACK_CODE",
     "SCALE_NAN",
     "MXFormat",
     "mx_format",
