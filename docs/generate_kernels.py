@@ -25,6 +25,10 @@ CATEGORY_TITLES = {
     "elementwise": "Elementwise",
     "reduction": "Reductions",
     "linalg": "Linear algebra",
+    "sorting": "Sorting and searching",
+    "indexing": "Indexing",
+    "cumulative": "Cumulative",
+    "fft": "Fourier transforms",
     "manipulation": "Manipulation (composite)",
     "nn": "ML primitives",
 }

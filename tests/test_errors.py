@@ -270,8 +270,8 @@ def test_invalid_index() -> None:
     assert str(info.value) == (
         "index 5 is out of bounds for dimension 0 with size 5; valid indices are -5 to 4"
     )
-    with pytest.raises(hw.InvalidIndexError, match="boolean-mask indexing are not implemented"):
-        x[x > 2]
+    with pytest.raises(hw.InvalidIndexError, match="boolean tensor index must be the only"):
+        x[x > 2, None]
 
 
 @covers("DLPackError")

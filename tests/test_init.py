@@ -44,3 +44,10 @@ def test_first_use_lists_cpu_and_operators_work_without_touching_the_kernel_modu
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["['cpu:0']", "5.0 [-0.0, -1.0, -2.0]"]
+
+
+def test_composed_names_match_their_modules() -> None:
+    from hwabstract import manipulation, searching
+
+    assert hw._COMPOSED_NAMES["manipulation"] == set(manipulation.__all__)
+    assert hw._COMPOSED_NAMES["searching"] == set(searching.__all__)

@@ -41,17 +41,21 @@ from .dtypes import (
     DType,
     all_dtypes,
     bfloat16,
+    can_cast,
     complex64,
     complex128,
+    finfo,
     float8_e4m3fn,
     float8_e5m2,
     float16,
     float32,
     float64,
+    iinfo,
     int8,
     int16,
     int32,
     int64,
+    isdtype,
     result_type,
     uint8,
     uint16,
@@ -75,6 +79,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from . import fft, linalg, mx
     from .creation import (
         arange,
         asarray,
@@ -91,9 +96,12 @@ if TYPE_CHECKING:
     )
     from .dlpack import from_dlpack
     from .hookspecs import hookimpl, hookspec
+    from .info import __array_namespace_info__
     from .kernels import KernelSpec
+    from .manipulation import *  # noqa: F403
     from .operations import *  # noqa: F403
     from .registry import BackendStatus, get_registry
+    from .searching import *  # noqa: F403
     from .stream import Event, Stream, current_stream
     from .tensor import Tensor
 
@@ -128,15 +136,27 @@ _LAZY = {
     "Stream": "stream",
     "current_stream": "stream",
     "Tensor": "tensor",
+    "__array_namespace_info__": "info",
 }
+#: the Array API functions that are compositions (views and short programs of kernels)
+_COMPOSED = ("manipulation", "searching")
+#: the Array API's extensions and our MX formats: submodules, loaded on first use
+_SUBMODULES = ("fft", "linalg", "mx")
+
+#: The revision of the Python Array API standard this namespace implements.
+__array_api_version__ = "2024.12"
 
 
 def __getattr__(name: str) -> Any:
-    if name == "mx":  # the OCP MX block formats: a submodule, loaded on first use
-        value: Any = importlib.import_module(".mx", __name__)
+    if name in _SUBMODULES:
+        value: Any = importlib.import_module(f".{name}", __name__)
         globals()[name] = value
         return value
     module = _LAZY.get(name)
+    if module is None:
+        for composed in _COMPOSED:
+            if name in _COMPOSED_NAMES[composed]:
+                module = composed
     if module is not None:
         value = getattr(importlib.import_module(f".{module}", __name__), name)
     else:
@@ -146,6 +166,25 @@ def __getattr__(name: str) -> Any:
         value = getattr(operations, name)
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+#: the names each module of ``_COMPOSED`` exports (kept equal to their ``__all__`` by
+#: tests/test_init.py, without importing them here)
+_COMPOSED_NAMES = {
+    "manipulation": frozenset(
+        {
+            "broadcast_arrays", "diff", "expand_dims", "matrix_transpose", "meshgrid",
+            "moveaxis", "repeat", "roll", "squeeze", "tensordot", "tile", "tril", "triu",
+            "unstack", "vecdot",
+        }
+    ),
+    "searching": frozenset(
+        {
+            "count_nonzero", "nonzero", "unique_all", "unique_counts", "unique_inverse",
+            "unique_values",
+        }
+    ),
+}  # fmt: skip
 
 
 def __dir__() -> list[str]:
@@ -216,6 +255,8 @@ __all__ = [
     "StreamError",
     "Tensor",
     "UnsupportedError",
+    "__array_api_version__",
+    "__array_namespace_info__",
     "__version__",
     "abs",
     "acos",
@@ -227,6 +268,7 @@ __all__ = [
     "arange",
     "argmax",
     "argmin",
+    "argsort",
     "asarray",
     "asin",
     "asinh",
@@ -243,7 +285,9 @@ __all__ = [
     "bitwise_right_shift",
     "bitwise_xor",
     "bool",
+    "broadcast_arrays",
     "broadcast_to",
+    "can_cast",
     "ceil",
     "clip",
     "complex64",
@@ -253,9 +297,13 @@ __all__ = [
     "copysign",
     "cos",
     "cosh",
+    "count_nonzero",
+    "cumulative_prod",
+    "cumulative_sum",
     "current_stream",
     "device",
     "devices",
+    "diff",
     "divide",
     "e",
     "empty",
@@ -263,8 +311,11 @@ __all__ = [
     "equal",
     "errors",
     "exp",
+    "expand_dims",
     "expm1",
     "eye",
+    "fft",
+    "finfo",
     "flip",
     "float8_e4m3fn",
     "float8_e5m2",
@@ -283,18 +334,21 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "hypot",
+    "iinfo",
     "imag",
     "inf",
     "int8",
     "int16",
     "int32",
     "int64",
+    "isdtype",
     "isfinite",
     "isinf",
     "isnan",
     "layer_norm",
     "less",
     "less_equal",
+    "linalg",
     "linspace",
     "log",
     "log1p",
@@ -307,16 +361,21 @@ __all__ = [
     "logical_or",
     "logical_xor",
     "matmul",
+    "matrix_transpose",
     "max",
     "maximum",
     "mean",
+    "meshgrid",
     "min",
     "minimum",
+    "moveaxis",
     "multiply",
+    "mx",
     "nan",
     "negative",
     "newaxis",
     "nextafter",
+    "nonzero",
     "not_equal",
     "ones",
     "ones_like",
@@ -329,31 +388,48 @@ __all__ = [
     "reciprocal",
     "relu",
     "remainder",
+    "repeat",
     "reshape",
     "result_type",
+    "roll",
     "round",
+    "searchsorted",
     "sign",
     "signbit",
     "silu",
     "sin",
     "sinh",
     "softmax",
+    "sort",
     "sqrt",
     "square",
+    "squeeze",
     "stack",
     "std",
     "subtract",
     "sum",
     "synchronize",
+    "take",
+    "take_along_axis",
     "tan",
     "tanh",
+    "tensordot",
+    "tile",
     "to_device",
+    "tril",
+    "triu",
     "trunc",
     "uint8",
     "uint16",
     "uint32",
     "uint64",
+    "unique_all",
+    "unique_counts",
+    "unique_inverse",
+    "unique_values",
+    "unstack",
     "var",
+    "vecdot",
     "where",
     "zeros",
     "zeros_like",

@@ -173,6 +173,8 @@ class _Plan(NamedTuple):
     attrs: Mapping[str, Any]
     has_empty: bool  #: some input is empty (its operand needs normalizing)
     any_cast: bool  #: some entry of ``cast`` is true
+    #: every output's (shape, dtype), the first one included (kernels with several outputs)
+    outputs: tuple[tuple[tuple[int, ...], DType], ...]
 
 
 _PLANS: dict[tuple[Any, ...], _Plan] = {}
@@ -236,6 +238,7 @@ def _make_plan(
         compute, out_dtypes[0], tuple(scalar_dtypes), tuple(cast_flags), targets,
         result_shape, contiguous_strides(result_shape), math.prod(result_shape), norm_attrs,
         has_empty, any(cast_flags),
+        tuple((tuple(shape), odt) for shape, odt in zip(out_shapes, out_dtypes)),
     )  # fmt: skip
 
 
@@ -351,6 +354,44 @@ def launch(
     storage.last_stream = stream  # (Storage.mark_written, inlined on this hot path)
     storage.synced = ()
     return result
+
+
+def launch_all(
+    spec: KernelSpec | str,
+    operands: Sequence[Any],
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    stream: Stream | None = None,
+) -> tuple[Tensor, ...]:
+    """Validate and queue a kernel with several outputs (``slogdet``, ``qr``, ``eigh``,
+    ``svd``, ...); returns every output, in the spec's order. Like :func:`launch` without
+    ``out=`` and without the plan cache (these kernels are not on a hot path)."""
+    if isinstance(spec, str):
+        spec = get_spec(spec)
+    device = common_device(operands, None, spec.name)
+    stream = resolve_stream(device, stream)
+    plan = _make_plan(spec, device, operands, attrs)
+    tensors: list[Tensor] = []
+    present = [(op, d) for op, d in zip(operands, plan.scalar_dtypes) if op is not None]
+    for (op, scalar_dtype), needs_cast in zip(present, plan.cast):
+        if scalar_dtype is not None:
+            op = scalar_tensor(device, op, scalar_dtype, stream)
+        else:
+            op._storage.order_before(stream)
+            if needs_cast:
+                op = cast(op, plan.compute, stream)
+        tensors.append(op)
+    inputs = [t._operand(target) for t, target in zip(tensors, plan.targets)]
+    if plan.has_empty:
+        inputs = [_normalized(op) for op in inputs]
+    results = tuple(allocate(device, shape, odt) for shape, odt in plan.outputs)
+    if any(r.size for r in results):
+        device._impl.launch(
+            stream.handle, spec.name, inputs, [r._operand() for r in results], plan.attrs
+        )
+    for r in results:
+        r._storage.mark_written(stream)
+    return results
 
 
 def _normalized(op: Operand) -> Operand:

@@ -33,21 +33,25 @@ __all__ = [
     "all_dtypes",
     "bfloat16",
     "bool_",
+    "can_cast",
     "complex64",
     "complex128",
     "default_float",
     "default_int",
     "dtype",
+    "finfo",
     "float8_e4m3fn",
     "float8_e5m2",
     "float16",
     "float32",
     "float64",
+    "iinfo",
     "int8",
     "int16",
     "int32",
     "int64",
     "is_kind",
+    "isdtype",
     "result_type",
     "uint8",
     "uint16",
@@ -321,3 +325,102 @@ def dtypes_of_kinds(kinds: str, among: Iterable[DType] | None = None) -> tuple[D
     """The dtypes whose kind is in ``kinds``, optionally restricted to ``among``."""
     pool = _ALL if among is None else tuple(among)
     return tuple(d for d in pool if d.kind in kinds)
+
+
+# --- the Array API's data type functions ---------------------------------------------------------
+
+_KIND_GROUPS = {
+    "bool": "b",
+    "signed integer": "i",
+    "unsigned integer": "u",
+    "integral": "iu",
+    "real floating": "f",
+    "complex floating": "c",
+    "numeric": "iufc",
+}
+
+
+def isdtype(dtype_: Any, kind: Any) -> bool:
+    """Whether ``dtype_`` is of ``kind``: a dtype, one of the Array API's kind names
+    ("bool", "signed integer", "unsigned integer", "integral", "real floating",
+    "complex floating", "numeric"), or a tuple of those. bfloat16 and the float8 dtypes
+    count as "real floating"."""
+    d = dtype(dtype_)
+    if isinstance(kind, tuple):
+        return any(isdtype(d, k) for k in kind)
+    if isinstance(kind, str) and kind in _KIND_GROUPS:
+        return d.kind in _KIND_GROUPS[kind]
+    if isinstance(kind, str) and kind not in _BY_NAME:
+        raise DTypeError(
+            f"isdtype() kind {kind!r} is neither a dtype nor one of {', '.join(_KIND_GROUPS)}"
+        )
+    return d is dtype(kind)
+
+
+@attrs.frozen
+class finfo_object:
+    """Machine limits of a floating dtype (complex: of its real part)."""
+
+    bits: int
+    eps: float
+    max: float
+    min: float
+    smallest_normal: float
+    dtype: DType
+
+
+@attrs.frozen
+class iinfo_object:
+    """Machine limits of an integer dtype."""
+
+    bits: int
+    max: int
+    min: int
+    dtype: DType
+
+
+def _of(type_: Any) -> DType:
+    return (
+        dtype(type_.dtype)
+        if hasattr(type_, "dtype") and not isinstance(type_, type)
+        else (dtype(type_))
+    )
+
+
+def finfo(type_: Any, /) -> finfo_object:
+    """Limits of a floating dtype (or of a tensor's dtype): bits, eps, max, min,
+    smallest_normal. For a complex dtype, those of its real components."""
+    d = _of(type_)
+    if d.kind not in "fc":
+        raise DTypeError(f"finfo() takes a floating dtype, got {d}; use iinfo() for integers")
+    real = {complex64: float32, complex128: float64}.get(d, d)
+    info = ml_dtypes.finfo(real.numpy_dtype)
+    return finfo_object(
+        bits=real.bits, eps=float(info.eps), max=float(info.max), min=float(info.min),
+        smallest_normal=float(info.smallest_normal), dtype=real,
+    )  # fmt: skip
+
+
+def iinfo(type_: Any, /) -> iinfo_object:
+    """Limits of an integer dtype (or of a tensor's dtype): bits, max, min."""
+    d = _of(type_)
+    if d.kind not in "iu":
+        raise DTypeError(f"iinfo() takes an integer dtype, got {d}; use finfo() for floats")
+    info = np.iinfo(d.numpy_dtype)
+    return iinfo_object(bits=d.bits, max=int(info.max), min=int(info.min), dtype=d)
+
+
+def can_cast(from_: Any, to: Any, /) -> bool:
+    """Whether ``from_`` (a dtype or tensor) converts to ``to`` without losing values:
+    NumPy's "safe" casting for the standard dtypes (so int64 -> float32 is not, int8 ->
+    float16 is); for bfloat16 and the float8 dtypes, whether promotion gives ``to``."""
+    source, target = _of(from_), dtype(to)
+    extension = (bfloat16, float8_e4m3fn, float8_e5m2)
+    if source not in extension and target not in extension:
+        return bool(np.can_cast(source.numpy_dtype, target.numpy_dtype, "safe"))
+    if source.kind in "iu":  # no integer range fits these narrow mantissas but int8's in bf16
+        return source.bits == 8 and target is bfloat16
+    try:
+        return result_type(source, target) is target
+    except DTypeError:
+        return False

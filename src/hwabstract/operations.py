@@ -232,6 +232,86 @@ def relu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = Non
     return launch("relu", (x,), None, out=out, stream=stream)
 
 
+# -- sorting, searching, indexing, cumulative ------------------------------------------------
+
+
+@_export
+def sort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool = True,
+         out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """``x`` sorted along ``axis`` (NaNs last; ``descending`` reverses the order exactly, so
+    NaNs come first and, when ``stable``, equal elements keep their order)."""
+    _require_tensor("sort", x)
+    attrs = {"axis": axis, "descending": descending, "stable": stable}
+    return launch("sort", (x,), attrs, out=out, stream=stream)
+
+
+@_export
+def argsort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool = True,
+            out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """The int64 indices that sort ``x`` along ``axis`` (the order :func:`sort` uses)."""
+    _require_tensor("argsort", x)
+    attrs = {"axis": axis, "descending": descending, "stable": stable}
+    return launch("argsort", (x,), attrs, out=out, stream=stream)
+
+
+@_export
+def searchsorted(x1: Tensor, x2: Any, /, *, side: str = "left", sorter: Tensor | None = None,
+                 out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """For each element of ``x2``, the index in the sorted 1-D ``x1`` where inserting it
+    keeps ``x1`` sorted (the first such index for ``side='left'``, the last for
+    ``'right'``). With ``sorter`` (indices that sort ``x1``), ``x1`` need not be sorted."""
+    _require_tensor("searchsorted", x1)
+    if sorter is not None:
+        x1 = take(x1, sorter, axis=0, stream=stream)
+    return launch("searchsorted", (x1, x2), {"side": side}, out=out, stream=stream)
+
+
+@_export
+def take(x: Tensor, indices: Tensor, /, *, axis: int | None = None,
+         out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """Elements of ``x`` at the 1-D integer ``indices`` along ``axis`` (``axis`` may be None
+    only for 1-D ``x``). Negative indices count from the end; an index out of range is a
+    :class:`~hwabstract.errors.KernelError` where the device checks (see docs/array-api.md)."""
+    _require_tensor("take", x)
+    _require_tensor("take", indices)
+    return launch("take", (x, indices), {"axis": axis}, out=out, stream=stream)
+
+
+@_export
+def take_along_axis(x: Tensor, indices: Tensor, /, *, axis: int = -1,
+                    out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
+    """Elements of ``x`` chosen along ``axis`` by ``indices`` (of ``x``'s rank; the other
+    dimensions broadcast), e.g. with the result of :func:`argsort`."""
+    _require_tensor("take_along_axis", x)
+    _require_tensor("take_along_axis", indices)
+    return launch("take_along_axis", (x, indices), {"axis": axis}, out=out, stream=stream)
+
+
+def _cumulative_fn(name: str) -> _Fn:
+    spec = get_spec(name)
+
+    def fn(x: Tensor, /, *, axis: int | None = None, dtype: Any = None,
+           include_initial: bool = False, out: Tensor | None = None,
+           stream: Stream | None = None) -> Tensor:  # fmt: skip
+        _require_tensor(name, x)
+        if x.ndim == 0:
+            raise ShapeError(f"{name}() needs a tensor of at least one dimension")
+        attrs = {"axis": axis, "dtype": dtype, "include_initial": include_initial}
+        return launch(spec, (x,), attrs, out=out, stream=stream)
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = (
+        f"{spec.doc}\n\nAlong ``axis`` (may be None for 1-D ``x``); ``include_initial`` "
+        "prepends the identity, making the result one longer along ``axis``."
+    )
+    fn.__module__ = "hwabstract"
+    return _export(fn)
+
+
+cumulative_sum = _cumulative_fn("cumulative_sum")
+cumulative_prod = _cumulative_fn("cumulative_prod")
+
+
 # -- manipulation (composite: views and copies) --------------------------------------------------
 
 

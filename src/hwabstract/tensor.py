@@ -320,12 +320,32 @@ class Tensor:
     # -- indexing ------------------------------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Tensor:
+        """Basic indexing (integers, slices, ``...``, None) gives a view. A boolean tensor
+        (the sole index) or integer tensors (with integers) select a copy, reading the
+        number of selected elements back from the device for a mask (docs/array-api.md)."""
+        if _has_tensor_index(key):
+            from . import searching
+
+            if searching.is_advanced(key):
+                return searching.getitem(self, key)
         shape, strides, offset = _index_layout(self._shape, self._strides, self._offset, key)
         return self._view(shape, strides, offset)
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        """``x[key] = value`` for basic indices, and for a boolean mask with a scalar value
+        (or one shaped like the elements each mask entry selects)."""
         from .operations import assign
 
+        if _has_tensor_index(key):
+            from . import searching
+
+            if searching.is_advanced(key):
+                items = key if isinstance(key, tuple) else (key,)
+                if len(items) == 1 and items[0].dtype.is_bool:
+                    searching.setitem_mask(self, items[0], value)
+                else:
+                    searching.setitem_indices(self, items, value)
+                return
         assign(self[key], value)
 
     # -- operators (each calls the kernel function of the same meaning) ----------------------
@@ -501,9 +521,26 @@ class Tensor:
     # -- Array API namespace hook ---------------------------------------------------------------
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
+        """The Array API namespace: the ``hwabstract`` module itself (2024.12 revision)."""
         import hwabstract
 
+        if api_version is not None and api_version not in _API_VERSIONS:
+            raise ValueError(
+                f"hwabstract implements the Array API {hwabstract.__array_api_version__} "
+                f"(and accepts requests for {', '.join(_API_VERSIONS)}), not {api_version!r}"
+            )
         return hwabstract
+
+
+#: The Array API revisions a consumer may ask ``__array_namespace__`` for: 2024.12 is a
+#: superset of the earlier ones for every function this namespace has.
+_API_VERSIONS = ("2021.12", "2022.12", "2023.12", "2024.12")
+
+
+def _has_tensor_index(key: Any) -> bool:
+    if isinstance(key, Tensor):
+        return True
+    return isinstance(key, tuple) and any(isinstance(k, Tensor) for k in key)
 
 
 def _broadcast_layout(
@@ -584,9 +621,9 @@ def _index_layout(
             dim += 1
         else:
             raise InvalidIndexError(
-                f"unsupported index {k!r} of type {type(k).__name__}: hwabstract supports "
-                "integers, slices, '...' and None (basic indexing). Integer-array and "
-                "boolean-mask indexing are not implemented; use hw.where() or index on the "
-                "host with t.numpy()."
+                f"unsupported index {k!r} of type {type(k).__name__}: hwabstract indexes "
+                "with integers, slices, '...', None, a boolean tensor (the sole index) or "
+                "integer tensors combined with integers. Convert host arrays and lists with "
+                "hw.asarray(..., device=x.device) first."
             )
     return tuple(new_shape), tuple(new_strides), offset

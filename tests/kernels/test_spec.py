@@ -26,7 +26,11 @@ EXPECTED_KERNELS = {
         negative nextafter not_equal positive pow real reciprocal remainder round sign
         signbit sin sinh sqrt square subtract tan tanh trunc where astype""",
     "reduction": "sum prod min max mean var std argmin argmax any all",
-    "linalg": "matmul",
+    "linalg": "matmul cholesky inv det slogdet solve qr eigh eigvalsh svd svdvals",
+    "sorting": "sort argsort searchsorted",
+    "indexing": "take take_along_axis flatnonzero",
+    "cumulative": "cumulative_sum cumulative_prod",
+    "fft": "fft rfft irfft",
     "manipulation": "permute_dims reshape concat stack flip broadcast_to",
     "nn": "softmax log_softmax layer_norm gelu silu relu",
 }

@@ -19,4 +19,14 @@ from __future__ import annotations
 __all__ = ["AREAS"]
 
 #: The areas of the suite, in report order (one test module each).
-AREAS = ("discovery", "memory", "transfers", "dtypes", "streams", "kernels", "mx", "errors")
+AREAS = (
+    "discovery",
+    "memory",
+    "transfers",
+    "dtypes",
+    "streams",
+    "kernels",
+    "array_api",
+    "mx",
+    "errors",
+)

@@ -32,6 +32,8 @@ _ACCUMULATING = {
     "softmax",
     "log_softmax",
     "layer_norm",
+    "cumulative_sum",
+    "cumulative_prod",
 }
 
 

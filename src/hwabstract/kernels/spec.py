@@ -114,7 +114,17 @@ def _ensure_loaded() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from . import elementwise, linalg, manipulation, nn, reduction  # noqa: F401
+        from . import (  # noqa: F401
+            cumulative,
+            elementwise,
+            fft,
+            indexing,
+            linalg,
+            manipulation,
+            nn,
+            reduction,
+            sorting,
+        )
 
 
 # --- shared rules -----------------------------------------------------------------------------
