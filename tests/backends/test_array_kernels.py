@@ -10,6 +10,10 @@ it does for a PJRT or NVIDIA device. Each launch also checks the function's resu
 shape (the cpu backend would otherwise cast on copy), and that the function looks nothing up
 in the namespace once it is built.
 
+The sorting, indexing, cumulative, FFT and linear-algebra kernels take their inputs and
+checks from array_kernel_cases.py (shared with the PJRT and nvidia tests): by value against
+the reference, and by reconstruction where a factor is only defined up to sign or phase.
+
 Also: the table covers every kernel the PJRT backends declare, and a namespace lacking a
 function fails when the kernel is built, naming the function.
 """
@@ -21,6 +25,7 @@ import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import array_kernel_cases
 import attrs
 import numpy as np
 import pytest
@@ -81,14 +86,15 @@ class ArrayTableBackend(CpuBackend):
         xp = _BuildTimeOnly(np, kernel)
         fn = kernel_function(attrs.evolve(numpy_module(), xp=xp), kernel, attributes)
         xp.close()
-        (out,) = outputs
-        want = (out.dtype.numpy_dtype, tuple(out.shape))
+        want = [(out.dtype.numpy_dtype, tuple(out.shape)) for out in outputs]
 
         def table(*arrays: Any, **_: Any) -> Any:
-            result = np.asarray(fn(*arrays))
-            got = (result.dtype, result.shape)
-            assert got == want, f"kernel {kernel!r} returned {got}, the output is {want}"
-            return result
+            result = fn(*arrays)  # (a tuple for a kernel with several outputs)
+            results = tuple(np.asarray(r) for r in (result if isinstance(result, tuple)
+                                                    else (result,)))  # fmt: skip
+            got = [(r.dtype, r.shape) for r in results]
+            assert got == want, f"kernel {kernel!r} returned {got}, the outputs are {want}"
+            return results
 
         # the cpu backend runs (ufunc, reference) entries; this launch runs the table's
         self._kernels[kernel] = (None, table)
@@ -265,10 +271,12 @@ _ZERO_SIGN_UNSPECIFIED = frozenset({"maximum", "minimum"})
 _PAIRS = [
     (spec.name, d)
     for spec in all_specs()
-    if spec.name in implemented(numpy_module())
+    if spec.name in implemented(numpy_module()) and spec.name not in array_kernel_cases.NAMES
     for d in dt.all_dtypes()
     if d in spec.dtypes
 ]
+#: the sorting, indexing, cumulative, FFT and linalg kernels (array_kernel_cases.py)
+_MORE_PAIRS = array_kernel_cases.pairs()
 
 
 @pytest.mark.parametrize(("name", "dtype"), _PAIRS, ids=[f"{k}-{d.name}" for k, d in _PAIRS])
@@ -286,10 +294,28 @@ def test_the_table_on_numpy_matches_the_reference(
     assert checked >= 2
 
 
+@pytest.mark.parametrize(
+    ("name", "dtype"), _MORE_PAIRS, ids=[f"{k}-{d.name}" for k, d in _MORE_PAIRS]
+)
+def test_sorting_indexing_cumulative_fft_and_linalg_on_numpy_match_the_reference(
+    device: hw.Device, name: str, dtype: DType
+) -> None:
+    spec = get_spec(name)
+    checked = 0
+    for label, operands, attributes in array_kernel_cases.cases(name, dtype):
+        actual, want, host, normalized = array_kernel_cases.run(device, spec, operands, attributes)
+        where = f"{name}[{dtype}] ({label})"
+        array_kernel_cases.check(spec, actual, want, host, normalized, where)
+        checked += 1
+    assert checked >= 2
+
+
 def test_every_dtype_of_every_implemented_kernel_is_checked() -> None:
     """Nothing is left out for being ml_dtypes: all seventeen dtypes NumPy can hold."""
     assert {d for _, d in _PAIRS} == set(dt.all_dtypes())
-    assert {k for k, _ in _PAIRS} == implemented(numpy_module())
+    assert {k for k, _ in _PAIRS} | {k for k, _ in _MORE_PAIRS} == implemented(numpy_module())
+    for name in array_kernel_cases.NAMES:  # every dtype its spec defines
+        assert {d for k, d in _MORE_PAIRS if k == name} == set(get_spec(name).dtypes), name
 
 
 class _EveryDtypePjrt(PjrtBackend):
@@ -328,6 +354,28 @@ def test_the_table_covers_every_kernel_the_pjrt_backends_declare() -> None:
     assert implemented(numpy_module()) <= {spec.name for spec in all_specs()}
 
 
+def test_a_chip_without_complex_dtypes_declares_no_kernel_making_them() -> None:
+    """A PJRT chip declares each kernel for the profile's dtypes (float64 and complex
+    excluded where the profile has none, as on TPU and Trainium), and not for a dtype whose
+    outputs it lacks: rfft of float32 makes complex64. Nothing else changes."""
+    real_only = attrs.evolve(
+        _EveryDtypePjrt.profiles["all"],
+        dtypes={d.name: DTypeSupport.NATIVE for d in dt.all_dtypes() if d.kind != "c"},
+    )
+    backend = _EveryDtypePjrt()
+    backend.standin = True
+    backend._devices = [None]
+    backend._profiles = [real_only]
+    declared = backend.capabilities(0).kernels
+    for spec in all_specs():
+        kinds = {d for d in spec.dtypes if d.kind != "c"}
+        if spec.name == "rfft":
+            kinds = set()
+        assert declared.get(spec.name, frozenset()) == kinds, spec.name
+    assert not {"fft", "rfft", "irfft"} & set(declared)
+    assert declared["eigh"] == {d for d in get_spec("eigh").dtypes if d.kind == "f"}
+
+
 class _Without:
     """NumPy without the functions named in ``missing``."""
 
@@ -355,6 +403,68 @@ def test_a_namespace_missing_a_function_fails_when_the_kernel_is_built() -> None
     with pytest.raises(AttributeError, match="'sum'"):
         kernel_function(_numpy_without("sum"), "var", {"axes": (0,), "keepdims": False,
                                                        "correction": 0.0})  # fmt: skip
+
+
+def test_a_submodule_function_is_named_when_missing() -> None:
+    module = attrs.evolve(
+        numpy_module(),
+        name="numpy-without",
+        xp=types.SimpleNamespace(linalg=types.SimpleNamespace()),
+    )
+    with pytest.raises(AttributeError, match=r"no 'linalg.cholesky', which kernel 'cholesky'"):
+        kernel_function(module, "cholesky", {"upper": False})
+    with pytest.raises(AttributeError, match=r"no 'fft', which kernel 'rfft'"):
+        kernel_function(module, "rfft", {"axis": 0, "n": 4, "norm": "backward"})
+
+
+def test_a_module_may_bring_its_own_stable_argsort() -> None:
+    """CuPy's argsort takes no ``stable=`` (its sorts are stable): its module says how to
+    call it, and the table looks up no ``argsort`` of its own."""
+    calls: list[int] = []
+
+    def stable(x: Any, axis: int) -> Any:
+        calls.append(axis)
+        return np.argsort(x, axis=axis, kind="stable")
+
+    module = attrs.evolve(_numpy_without("argsort"), stable_argsort=stable)
+    x = np.array([[3, 1, 3, 0]], np.int16)
+    attributes = {"axis": 1, "descending": True, "stable": True}
+    got = kernel_function(module, "argsort", attributes)(x)
+    assert calls == [1] and got.dtype == np.int64
+    assert np.array_equal(got, get_spec("argsort").reference(x, **attributes))
+
+
+def test_out_of_range_indices_raise_in_numpy() -> None:
+    """What the table hands NumPy: valid negative indices wrapped, out-of-range ones
+    replaced by n (one past the end), which NumPy refuses. (JAX and CuPy: their tests.)"""
+    take = kernel_function(numpy_module(), "take", {"axis": 0})
+    along = kernel_function(numpy_module(), "take_along_axis", {"axis": 0})
+    x = np.arange(5, dtype=np.float32)
+    assert np.array_equal(take(x, np.array([-5, -1, 4], np.int8)), [0, 4, 4])
+    for bad in (np.array([5], np.int8), np.array([-6], np.int64), np.array([255], np.uint8)):
+        with pytest.raises(IndexError, match="index 5 is out of bounds"):
+            take(x, bad)
+        with pytest.raises(IndexError, match="index 5 is out of bounds"):
+            along(x, bad)
+    # indices wider than the axis length's dtype, and uint64 as the reference reads it
+    long = np.arange(300, dtype=np.int16)
+    assert take(long, np.array([255, -300], np.int16)).tolist() == [255, 0]
+    assert take(long, np.array([255], np.uint8)).tolist() == [255]
+    with pytest.raises(IndexError, match="an index into an axis of length 0"):
+        take(x[:0], np.array([0], np.int8))
+    top = np.array([2**64 - 1], np.uint64)  # out of range, not -1 (as the reference has it)
+    with pytest.raises(IndexError, match="index 5 is out of bounds"):
+        take(x, top)
+    with pytest.raises(IndexError, match="index 18446744073709551615 is out of bounds"):
+        get_spec("take").reference(x, top, axis=0)
+
+
+def test_a_wrong_nonzero_count_is_an_error_on_numpy() -> None:
+    x = np.array([0, 2, 0, 3], np.int32)
+    fn = kernel_function(numpy_module(), "flatnonzero", {"count": 2})
+    assert fn(x).tolist() == [1, 3] and fn(x).dtype == np.int64
+    with pytest.raises(ValueError, match="count is 3 but the input has 2"):
+        kernel_function(numpy_module(), "flatnonzero", {"count": 3})(x)
 
 
 def test_older_spellings_are_the_fallback() -> None:

@@ -3,6 +3,12 @@ stand-in (JAX's CPU client): availability and its reasons, honest naming, the co
 mapped onto JAX (views as index arithmetic, bit-exact data movement, asynchronous
 launches, events, memory accounting, donation), and that ``import hwabstract`` stays free
 of jax. Skipped where jax or the tpu plugin is not installed (``tox -e tpu`` has both).
+
+The sorting, indexing, cumulative, FFT and linear-algebra kernels run on the TPU stand-in for
+every dtype its profile declares them for, and on a stand-in declaring every dtype for the
+rest (complex, float64, float8, the FFTs), against the references (array_kernel_cases.py);
+kernels with several outputs are launched through the backend contract with one output
+tensor each.
 """
 
 from __future__ import annotations
@@ -11,7 +17,11 @@ import importlib
 import importlib.metadata
 import subprocess
 import sys
+import types
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
+import array_kernel_cases
 import numpy as np
 import pytest
 
@@ -19,12 +29,19 @@ pytest.importorskip("jax", reason="jax is not installed (tox -e tpu installs it)
 pytest.importorskip("hwabstract_tpu", reason="hwabstract-tpu is not installed")
 
 import hwabstract as hw
+from hwabstract import dispatch
+from hwabstract import dtypes as dt
+from hwabstract.backend import DTypeSupport
+from hwabstract.backends.pjrt import PjrtBackend
+from hwabstract.backends.pjrt_profiles import ChipProfile
 from hwabstract.conformance.helpers import settled_in_use
-from hwabstract.errors import BackendUnavailableError, OutOfMemoryError
+from hwabstract.dtypes import DType
+from hwabstract.errors import BackendUnavailableError, KernelError, OutOfMemoryError
+from hwabstract.kernels import get_spec
 from hwabstract.registry import PluginSource, Registry, reset_registry
 
 
-def _registry(monkeypatch: pytest.MonkeyPatch, **env: str) -> Registry:
+def _registry(monkeypatch: pytest.MonkeyPatch, *extra: PluginSource, **env: str) -> Registry:
     for var in ("HWABSTRACT_TPU_STANDIN", "HWABSTRACT_TPU_STANDIN_MODEL",
                 "HWABSTRACT_TPU_MEMORY", "HWABSTRACT_DEVICE"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
@@ -38,6 +55,7 @@ def _registry(monkeypatch: pytest.MonkeyPatch, **env: str) -> Registry:
             PluginSource("cpu", lambda: cpu, "hwabstract", hw.__version__),
             PluginSource("tpu", lambda: hwabstract_tpu.plugin, "hwabstract-tpu",
                          importlib.metadata.version("hwabstract-tpu")),
+            *extra,
         ]
     )  # fmt: skip
     return registry
@@ -220,3 +238,164 @@ def test_importing_hwabstract_and_the_plugin_does_not_import_jax() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- sorting, indexing, cumulative, FFT and linalg, on the stand-ins ------------------------------
+
+
+class EveryDtypeStandin(PjrtBackend):
+    """A PJRT chip declaring every dtype, on JAX's CPU client: the JAX path of the kernels
+    and dtypes no TPU or Trainium profile declares (complex, float64, float8)."""
+
+    name = "pjrt-every-dtype"
+    platform = "no-such-platform"
+    family = "test chip"
+    env_prefix = "HWABSTRACT_TEST_PJRT"
+    install_hint = "nothing to install"
+    profiles: ClassVar[dict[str, ChipProfile]] = {
+        "all": ChipProfile(
+            key="all",
+            name="every dtype",
+            vendor="tests",
+            hbm_bytes=1 << 30,
+            hbm_bandwidth=1e9,
+            peak_ops={},
+            dtypes={d.name: DTypeSupport.NATIVE for d in dt.all_dtypes()},
+        )
+    }
+    default_profile = "all"
+    environment: ClassVar[dict[str, str]] = PjrtBackend.environment_for(
+        "HWABSTRACT_TEST_PJRT", "all", ["all"]
+    )
+
+
+@hw.hookimpl
+def _every_dtype_backends() -> list[type[hw.Backend]]:
+    return [EveryDtypeStandin]
+
+
+@pytest.fixture(scope="module")
+def standins() -> Iterator[tuple[hw.Device, hw.Device]]:
+    """The TPU stand-in and the every-dtype stand-in, for the whole module (their compiled
+    executables are kept between tests)."""
+    with pytest.MonkeyPatch.context() as mp:
+        plugin = types.SimpleNamespace(hwabstract_backends=_every_dtype_backends)
+        every = PluginSource("every", lambda: plugin, "hwabstract-tests", "0")
+        registry = _registry(mp, every, HWABSTRACT_TPU_STANDIN="cpu",
+                             HWABSTRACT_TEST_PJRT_STANDIN="cpu")  # fmt: skip
+        old = reset_registry(registry)
+        try:
+            yield hw.device("tpu:0"), hw.device("pjrt-every-dtype:0")
+        finally:
+            reset_registry(old)
+            dispatch._SCALAR_CACHE.clear()  # (cached scalar tensors keep their devices alive)
+
+
+def _param(name: str, dtype: DType) -> Any:
+    """Every kernel runs in float32 (complex64 for the complex-only FFTs) at every commit;
+    its other dtypes (about two minutes of compiling on the CPU client) are marked slow:
+    ``tox -e tpu`` runs them."""
+    first = dtype is (hw.float32 if hw.float32 in get_spec(name).dtypes else hw.complex64)
+    marks = () if first else (pytest.mark.slow,)
+    return pytest.param(name, dtype, marks=marks, id=f"{name}-{dtype.name}")
+
+
+@pytest.mark.parametrize(("name", "dtype"), [_param(k, d) for k, d in array_kernel_cases.pairs()])
+def test_sorting_indexing_cumulative_fft_and_linalg_match_the_reference(
+    standins: tuple[hw.Device, hw.Device], name: str, dtype: DType
+) -> None:
+    tpu, every = standins
+    device = tpu if tpu.capabilities.supports_kernel(name, dtype) else every
+    spec = get_spec(name)
+    for label, operands, attributes in array_kernel_cases.cases(name, dtype):
+        actual, want, host, normalized = array_kernel_cases.run(device, spec, operands, attributes)
+        where = f"{name}[{dtype}] on {device.name} ({label})"
+        array_kernel_cases.check(spec, actual, want, host, normalized, where)
+
+
+def test_the_tpu_declares_these_kernels_for_its_real_dtypes_only(
+    standins: tuple[hw.Device, hw.Device],
+) -> None:
+    caps = standins[0].capabilities
+    for name in array_kernel_cases.NAMES:
+        declared = caps.kernels.get(name, frozenset())
+        assert all(d.kind != "c" and d is not hw.float64 for d in declared), name
+        if get_spec(name).category != "fft":
+            assert hw.float32 in declared or hw.int32 in declared, name
+    assert not {"fft", "rfft", "irfft"} & set(caps.kernels)  # (rfft's output is complex)
+    assert caps.kernels["cholesky"] == {hw.float16, hw.bfloat16, hw.float32}
+
+
+def _gather(device: hw.Device, name: str, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    args = [hw.asarray(x, device=device), hw.asarray(idx, device=device)]
+    return dispatch.launch(name, args, {"axis": 0}).numpy()
+
+
+@pytest.mark.parametrize("name", ["take", "take_along_axis"])
+def test_out_of_range_indices_give_the_fill_value(
+    standins: tuple[hw.Device, hw.Device], name: str
+) -> None:
+    """JAX cannot raise from a kernel: ``mode="fill"`` (see array_kernels) -- NaN for
+    floats, the most negative signed value, the largest unsigned one, True for bool --
+    wherever an index is outside [-n, n), whatever its dtype; valid ones are read."""
+    tpu = standins[0]
+    for idx in (np.array([5, -6, 4, -5, 127], np.int8), np.array([5, 4, 255], np.uint8),
+                np.array([2**32 - 1, 2**31, 4], np.uint32)):  # fmt: skip
+        bad = (idx.astype(np.int64) >= 5) | (idx.astype(np.int64) < -5)
+        got = _gather(tpu, name, np.arange(5, dtype=np.float32) + 1, idx)
+        assert np.array_equal(np.isnan(got), bad), (idx, got)
+        assert got[~bad].tolist() == (np.arange(5)[idx[~bad].astype(np.int64)] + 1).tolist()
+    for dtype, fill in ((np.int32, np.iinfo(np.int32).min), (np.uint16, 2**16 - 1),
+                        (np.bool_, True)):  # fmt: skip
+        got = _gather(tpu, name, np.zeros(5, dtype), np.array([0, 9], np.int32))
+        assert got.tolist() == [0, fill], dtype
+    # an axis of length 0: every index is out of range, which the shapes alone say
+    with pytest.raises(KernelError, match="an index into an axis of length 0"):
+        _gather(tpu, name, np.zeros(0, np.float32), np.array([0], np.int32))
+
+
+def test_a_wrong_nonzero_count_pads_or_truncates(standins: tuple[hw.Device, hw.Device]) -> None:
+    """JAX needs flatnonzero's size when it traces: the core's count, taken as given."""
+    x = hw.asarray(np.array([0, 3, 0, 4, 5], np.int32), device=standins[0])
+    assert dispatch.launch("flatnonzero", [x], {"count": 3}).numpy().tolist() == [1, 3, 4]
+    assert dispatch.launch("flatnonzero", [x], {"count": 5}).numpy().tolist() == [1, 3, 4, 0, 0]
+    assert dispatch.launch("flatnonzero", [x], {"count": 2}).numpy().tolist() == [1, 3]
+
+
+def test_several_outputs_into_views_of_one_buffer(standins: tuple[hw.Device, hw.Device]) -> None:
+    """The outputs of one launch may be views, even of one buffer: each is written in place
+    (a partial write) and the buffer keeps every one of them."""
+    tpu = standins[0]
+    a = np.array([[[2.0, 1.0], [1.0, 3.0]], [[0.0, 1.0], [1.0, 0.0]]], np.float32)
+    x = hw.asarray(a, device=tpu)
+    both = hw.asarray(np.full((3, 2), 9.0, np.float32), device=tpu)
+    outs = [both[0], both[2]]  # sign, logabsdet: rows 0 and 2, row 1 untouched
+    stream = tpu.default_stream
+    tpu._impl.launch(stream.handle, "slogdet", [x._operand()], [o._operand() for o in outs],
+                     {})  # fmt: skip
+    both._storage.mark_written(stream)
+    sign, logabs = np.linalg.slogdet(a)
+    np.testing.assert_allclose(both.numpy(), [sign, [9.0, 9.0], logabs], rtol=1e-6)
+
+
+def test_a_multi_output_kernel_asked_for_its_first_output_only(
+    standins: tuple[hw.Device, hw.Device],
+) -> None:
+    """``dispatch.launch`` of a kernel with several outputs hands the backend the first one
+    (as the cpu backend writes it): the PJRT backend writes that one."""
+    a = np.array([[4.0, 1.0], [2.0, 3.0]], np.float32)
+    x = hw.asarray(a, device=standins[0])
+    sign = dispatch.launch("slogdet", [x]).numpy()
+    assert sign.dtype == np.float32 and sign.tolist() == 1.0
+
+
+def test_multi_output_executables_are_cached(standins: tuple[hw.Device, hw.Device]) -> None:
+    tpu = standins[0]
+    impl: Any = tpu._impl
+    x = hw.asarray(np.eye(3, dtype=np.float32) * 2, device=tpu)
+    spec = get_spec("qr")
+    array_kernel_cases.run(tpu, spec, [x.numpy()], {})
+    count = len(impl._executables)
+    for _ in range(3):
+        array_kernel_cases.run(tpu, spec, [x.numpy()], {})
+    assert len(impl._executables) == count

@@ -79,6 +79,14 @@ typedef struct maia_attrs {
     int32_t mx_format;     /* mx_quantize, mx_dequantize: the format; mx_matmul: a's format */
     int32_t mx_b_format;   /* mx_matmul: b's format (maia_mx_format) */
     int64_t mx_n;          /* mx_dequantize: n, the row length; mx_matmul: k */
+    int32_t descending;    /* sort, argsort */
+    int32_t stable;        /* sort, argsort (they always sort stably) */
+    int32_t side;          /* searchsorted: 0 left, 1 right */
+    int32_t include_initial; /* cumulative_sum, cumulative_prod */
+    int64_t count;         /* flatnonzero: the number of nonzeros (the output's length) */
+    int32_t upper;         /* cholesky: 1 = the upper factor L^T */
+    int32_t full_matrices; /* svd: 1 = U (..., M, M) and Vh (..., N, N) */
+    int32_t qr_complete;   /* qr: 1 = mode "complete" (Q (..., M, M)), 0 = "reduced" */
 } maia_attrs;
 
 typedef struct maia_kernel_call {

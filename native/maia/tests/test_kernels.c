@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../src/maia_kernels.h"
+#include "kernel_call.h"
 #include "kernel_check.h"
 
 static int close_to(double got, double want, double rtol, double atol) {
@@ -33,38 +34,6 @@ static size_t mk_sz(int dt) {
 
 /* ---- views and calls -------------------------------------------------------------------- */
 
-static maia_view mkview(void *data, int dt, int ndim, const int64_t *shape,
-                        const int64_t *strides) {
-    maia_view v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = dt;
-    v.ndim = ndim;
-    int64_t s = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        v.shape[d] = shape[d];
-        v.strides[d] = strides ? strides[d] : s;
-        s *= shape[d];
-    }
-    return v;
-}
-
-static char g_err[256];
-
-static int run_call(const char *k, int nin, const maia_view *ins, const maia_view *out,
-                    const maia_attrs *at, int threads, maia_kernel_cost *cost) {
-    maia_kernel_call c;
-    memset(&c, 0, sizeof c);
-    c.kernel = k;
-    c.n_inputs = nin;
-    c.n_outputs = 1;
-    for (int i = 0; i < nin; i++) c.inputs[i] = ins[i];
-    c.outputs[0] = *out;
-    if (at) c.attrs = *at;
-    c.threads = threads;
-    maia_kernel_cost local;
-    return maia_kernel_execute(&c, cost ? cost : &local, g_err, sizeof g_err);
-}
 
 /* 1-D contiguous helpers */
 static int run1(const char *k, int dt_in, void *x, int dt_out, void *y, int64_t n) {
@@ -621,6 +590,16 @@ static void test_elementwise_all_dtypes(void) {
                  !strcmp(name, "argmax") || !strcmp(name, "any") || !strcmp(name, "all") ||
                  !strncmp(name, "mx_", 3)) /* the MX kernels: tests/test_mx.c */
             continue;
+        else if (!strcmp(name, "sort") || !strcmp(name, "argsort") ||
+                 !strcmp(name, "searchsorted") || !strcmp(name, "take") ||
+                 !strcmp(name, "take_along_axis") || !strcmp(name, "flatnonzero") ||
+                 !strcmp(name, "cumulative_sum") || !strcmp(name, "cumulative_prod"))
+            continue; /* tests/test_sorting.c */
+        else if (!strcmp(name, "cholesky") || !strcmp(name, "inv") || !strcmp(name, "det") ||
+                 !strcmp(name, "slogdet") || !strcmp(name, "solve") || !strcmp(name, "qr") ||
+                 !strcmp(name, "eigh") || !strcmp(name, "eigvalsh") || !strcmp(name, "svd") ||
+                 !strcmp(name, "svdvals"))
+            continue; /* tests/test_linalg.c */
         else nin = 0;
         for (int dt = 0; dt < MAIA_DTYPE_COUNT; dt++) {
             int sup = maia_kernel_supports(name, dt);

@@ -4,15 +4,17 @@ One table of kernel functions serves every backend whose arrays follow NumPy's A
 PJRT backends (:mod:`hwabstract.backends.pjrt`, with :func:`jax_module`), the NVIDIA
 backend (``hwabstract-nvidia``, with :func:`cupy_module`) and the repository's own tests
 (:func:`numpy_module`, which needs no accelerator). An :class:`ArrayModule` names the
-namespace and supplies the two things the namespaces do differently: ``erfc`` (not part of
-the Array API) and a matmul at the full precision of its dtype.
+namespace and supplies what the namespaces do differently: ``erfc`` (not part of the Array
+API), a matmul at the full precision of its dtype, how to ask for a stable argsort, the
+gathers' out-of-range ``mode``, and whether output sizes must be static (JAX).
 
 Each function mirrors its kernel's NumPy reference (``hwabstract.kernels``): the core has
 already applied the spec's promotion and broadcasting, so a function receives arrays in the
-compute dtype and returns the output in the output dtype. 8- and 16-bit floats are computed
-in float32 and rounded once, as the references do; sums, means, moments, softmax and layer
-norm accumulate floats in float32 (float64 for float64); matmul asks for the full precision
-of its dtype (a TPU's default for float32 is bfloat16 passes).
+compute dtype and returns the output in the output dtype (a tuple of outputs, in the spec's
+order, for a kernel with several). 8- and 16-bit floats are computed in float32 and rounded
+once, as the references do; sums, means, moments, softmax and layer norm accumulate floats
+in float32 (float64 for float64); matmul asks for the full precision of its dtype (a TPU's
+default for float32 is bfloat16 passes).
 
 Every namespace function a kernel uses is looked up when :func:`kernel_function` builds the
 kernel and kept in its closure, so a namespace lacking one fails at build time, with an
@@ -20,6 +22,42 @@ kernel and kept in its closure, so a namespace lacking one fails at build time, 
 API standard's names and NumPy's older ones differ (``acos``/``arccos``, ``pow``/``power``,
 ``bitwise_left_shift``/``left_shift``, ``bitwise_invert``/``invert``, ...) the standard's
 is tried first.
+
+Sorting, indexing, cumulative, FFT and linear-algebra kernels follow their references too:
+
+* ``sort``/``argsort`` sort stably (always: a stable order is a valid unstable one), NaNs
+  last, -0.0 equal to +0.0; descending is the reverse of an ascending sort of the reversed
+  input. 8- and 16-bit floats are ordered by their float32 values, as the references do
+  (exact; NumPy's own comparisons of ml_dtypes arrays do not put NaNs last). ``sort``
+  gathers the input's own elements, so NaN payloads and the signs of zeros survive.
+* ``cumulative_sum``/``cumulative_prod`` accumulate 8- and 16-bit floats in float32 (each
+  result rounded once) and prepend the identity with ``include_initial``.
+* ``fft``/``rfft``/``irfft`` compute in the input's precision (complex64 in single
+  precision: within the transform's error bound of the reference, not bit for bit).
+* The ``linalg`` kernels compute 8- and 16-bit floats in float32 and round each result
+  once; kernels with several outputs return a tuple, in the spec's order. ``cholesky``,
+  ``eigh`` and ``eigvalsh`` read only the lower triangle (and the real part of the
+  diagonal), as LAPACK does for the references: the Hermitian matrices it defines are
+  built first, since JAX symmetrizes its input and would otherwise read the upper triangle
+  too. What a kernel cannot report is left as each library has it: a matrix that is not
+  positive definite (``cholesky``) or singular (``inv``, ``solve``) raises ``LinAlgError``
+  in NumPy and gives NaNs or unspecified values in JAX and in CuPy (which checks only
+  under ``cupyx.errstate(linalg="raise")``).
+* **Out-of-range indices** (``take``, ``take_along_axis``: outside ``[-n, n)`` for an axis
+  of length ``n``) are an error the reference raises, but a device cannot raise from inside
+  a kernel (the Array API leaves them undefined). The table wraps the valid negative
+  indices and replaces every out-of-range one by ``n``, one past the end; no module then
+  reads outside the array. NumPy raises :class:`IndexError` ("index n is out of bounds").
+  JAX gathers with ``mode="fill"``: the result element is the fill value (NaN for floats,
+  the most negative value of a signed integer dtype, the largest of an unsigned one, True
+  for bool) -- chosen over ``"clip"``, which reads a real element and hides the error.
+  CuPy wraps out-of-range indices modulo the axis length: it reads the axis' first element
+  (``n mod n``). Indices into an axis of length 0, all out of range, are known from the
+  shapes alone: every module raises :class:`IndexError` when the kernel is traced or run.
+* ``flatnonzero``'s output length, ``count``, comes from the core. JAX, which needs static
+  shapes, is asked for ``size=count`` (padding with index 0, or truncating, where the data
+  disagree); NumPy and CuPy (whose ``flatnonzero`` synchronizes with the device) find the
+  indices and raise :class:`ValueError` unless there are ``count`` of them.
 
 No vendor stack is imported here: :func:`jax_module` and :func:`cupy_module` import theirs
 when called (a backend calls them after its probe has found the stack).
@@ -63,6 +101,15 @@ class ArrayModule:
     #: the dtype; for 8- and 16-bit floats it may return float32 (the table rounds once).
     #: Integer matmul is the table's: it widens to int64/uint64 and calls ``xp.matmul``.
     matmul: Callable[[Any, Any], Any]
+    #: a stable argsort, ``(x, axis) -> indices``; None: the namespace's ``argsort`` with
+    #: ``stable=True`` (NumPy 2, JAX). CuPy's sorts are always stable and take no such keyword.
+    stable_argsort: Callable[[Any, int], Any] | None = None
+    #: the ``mode`` given to ``take`` and ``take_along_axis`` (JAX: ``"fill"``, see the module
+    #: docstring); None: no ``mode`` keyword (NumPy raises, CuPy wraps)
+    gather_mode: str | None = None
+    #: whether output shapes must be known when the function is traced (JAX): data-dependent
+    #: sizes are then passed in (``flatnonzero(x, size=count)``)
+    static_shapes: bool = False
 
 
 # -- dtype classification (NumPy dtypes: JAX and CuPy arrays carry them too) ----------------------
@@ -117,6 +164,16 @@ class _Namespace:
         raise AttributeError(
             f"the {self.module.name} namespace has no {tried}, which kernel {self.kernel!r} needs"
         )
+
+    def member(self, submodule: str, name: str) -> Any:
+        """``name`` from the namespace's ``submodule`` (``linalg``, ``fft``)."""
+        fn = getattr(self(submodule), name, None)
+        if fn is None:
+            raise AttributeError(
+                f"the {self.module.name} namespace has no '{submodule}.{name}', which kernel "
+                f"{self.kernel!r} needs"
+            )
+        return fn
 
 
 Builder = Callable[[_Namespace, Mapping[str, Any]], Fn]
@@ -537,13 +594,292 @@ _BUILDERS.update(
 )
 
 
+# -- sorting, indexing, cumulative -----------------------------------------------------------------
+
+
+def _stable_argsort(ns: _Namespace) -> Callable[[Any, int], Any]:
+    given = ns.module.stable_argsort
+    if given is not None:
+        return given
+    argsort = ns("argsort")
+    return lambda x, axis: argsort(x, axis=axis, stable=True)
+
+
+def _argsort_along(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    """The stable argsort of the spec (ascending, or the reverse of an ascending sort of the
+    reversed input), on float32 keys for 8- and 16-bit floats."""
+    argsort, flip = _stable_argsort(ns), ns("flip")
+    axis, descending = int(attrs["axis"]), bool(attrs["descending"])
+
+    def run(x: Any) -> Any:
+        keys = _wide(x)
+        if not descending:
+            return argsort(keys, axis)
+        backwards = flip(argsort(flip(keys, axis=axis), axis), axis=axis)
+        return (x.shape[axis] - 1) - backwards
+
+    return run
+
+
+def _argsort(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    order = _argsort_along(ns, attrs)
+    return lambda x: order(x).astype(np.int64)
+
+
+def _sort(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    order, take_along = _argsort_along(ns, attrs), ns("take_along_axis")
+    axis = int(attrs["axis"])
+    return lambda x: take_along(x, order(x), axis=axis)  # x's own elements, bit for bit
+
+
+def _searchsorted(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns("searchsorted")
+    side = str(attrs["side"])
+    return lambda x1, x2: fn(_wide(x1), _wide(x2), side=side).astype(np.int64)
+
+
+def _gather_indices(ns: _Namespace) -> Callable[[Any, int], Any]:
+    """``(indices, n) ->`` the indices into an axis of length ``n``: negative ones counted
+    from the end, every one outside ``[-n, n)`` replaced by ``n`` (module docstring). int32
+    unless the indices or the axis need int64 (then a JAX launch runs with x64 already)."""
+    where, minimum = ns("where"), ns("minimum")
+
+    def run(idx: Any, n: int) -> Any:
+        size = idx.dtype.itemsize
+        wide = np.int64 if size == 8 or n >= 2**31 - 1 else np.int32
+        if _kind(idx) == "u":  # never negative; its values may not fit ``wide``: clamp first
+            if n <= np.iinfo(idx.dtype).max:
+                idx = minimum(idx, n)
+            return idx.astype(wide)
+        idx = idx.astype(wide)
+        idx = where(idx < 0, idx + n, idx)
+        return where((idx >= 0) & (idx < n), idx, n)
+
+    return run
+
+
+def _gather(name: str) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn, indices = ns(name), _gather_indices(ns)
+        axis = int(attrs["axis"])
+        mode = ns.module.gather_mode
+        keywords = {"mode": mode} if mode is not None else {}
+
+        def run(x: Any, idx: Any) -> Any:
+            n = x.shape[axis]
+            if not n and idx.size:  # (shapes are known on the host: said, not filled)
+                raise IndexError(f"{name}(): an index into an axis of length 0 is out of bounds")
+            return fn(x, indices(idx, n), axis=axis, **keywords)
+
+        return run
+
+    return build
+
+
+def _flatnonzero(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns("flatnonzero")
+    count = attrs["count"]
+    static = ns.module.static_shapes
+
+    def run(x: Any) -> Any:
+        if static:
+            return fn(_wide(x), size=count).astype(np.int64)
+        found = fn(_wide(x))
+        if found.shape[0] != count:
+            raise ValueError(
+                f"flatnonzero(): count is {count} but the input has {found.shape[0]} nonzero "
+                "elements"
+            )
+        return found.astype(np.int64)
+
+    return run
+
+
+def _cumulative(name: str, identity: int) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn, concatenate, full = ns(name), ns("concatenate"), ns("full")
+        axis, initial = int(attrs["axis"]), bool(attrs["include_initial"])
+        given = attrs.get("dtype")
+        target = None if given is None else dt.dtype(given).numpy_dtype
+
+        def run(x: Any) -> Any:
+            out = x.dtype if target is None else target
+            acc = np.dtype(np.float32) if _kind(x) == "f" and out.itemsize < 4 else out
+            result = fn(x.astype(acc), axis=axis).astype(out)
+            if not initial:
+                return result
+            pad = list(result.shape)
+            pad[axis] = 1
+            return concatenate([full(tuple(pad), identity, out), result], axis=axis)
+
+        return run
+
+    return build
+
+
+_BUILDERS.update(
+    {
+        "sort": _sort,
+        "argsort": _argsort,
+        "searchsorted": _searchsorted,
+        "take": _gather("take"),
+        "take_along_axis": _gather("take_along_axis"),
+        "flatnonzero": _flatnonzero,
+        "cumulative_sum": _cumulative("cumsum", 0),
+        "cumulative_prod": _cumulative("cumprod", 1),
+    }
+)
+
+
+# -- fft -------------------------------------------------------------------------------------------
+
+_COMPLEX_OF = {np.dtype(np.float32): np.dtype(np.complex64),
+               np.dtype(np.float64): np.dtype(np.complex128)}  # fmt: skip
+
+
+def _fft(kind: str) -> Builder:
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        name = "ifft" if kind == "fft" and attrs.get("inverse") else kind
+        fn = ns.member("fft", name)
+        axis, n, norm = int(attrs["axis"]), attrs["n"], str(attrs["norm"])
+        out_of = {"fft": lambda d: d, "rfft": _COMPLEX_OF.__getitem__,
+                  "irfft": _COMPONENT.__getitem__}[kind]  # fmt: skip
+        return lambda x: fn(x, n=n, axis=axis, norm=norm).astype(out_of(x.dtype))
+
+    return build
+
+
+_BUILDERS.update({"fft": _fft("fft"), "rfft": _fft("rfft"), "irfft": _fft("irfft")})
+
+
+# -- linalg ----------------------------------------------------------------------------------------
+
+
+def _real_dtype(x: Any) -> Any:
+    """The dtype of ``x``'s real components (``x``'s own for real dtypes)."""
+    return _COMPONENT.get(x.dtype, x.dtype)
+
+
+def _lower_hermitian(ns: _Namespace) -> Fn:
+    """``w ->`` the Hermitian matrices ``w``'s lower triangle defines (the real part of its
+    diagonal): what LAPACK reads for cholesky and eigh, whatever the upper triangle holds."""
+    tri, where, conj, real, swapaxes = (
+        ns("tri"), ns("where"), ns("conj", "conjugate"), ns("real"), ns("swapaxes")
+    )  # fmt: skip
+
+    def run(w: Any) -> Any:
+        m = w.shape[-1]
+        strict = tri(m, m, -1, dtype=bool)
+        diagonal = tri(m, m, 0, dtype=bool) & ~strict
+        low = where(strict, w, 0)
+        return low + conj(swapaxes(low, -1, -2)) + where(diagonal, real(w), 0)
+
+    return run
+
+
+def _cholesky(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    cholesky, hermitian = ns.member("linalg", "cholesky"), _lower_hermitian(ns)
+    conj, swapaxes = ns("conj", "conjugate"), ns("swapaxes")
+    upper = bool(attrs.get("upper", False))
+
+    def run(x: Any) -> Any:
+        lower = cholesky(hermitian(_wide(x)))
+        return (conj(swapaxes(lower, -1, -2)) if upper else lower).astype(x.dtype)
+
+    return run
+
+
+def _same_dtype(name: str) -> Builder:
+    """A linalg kernel with one output in the input's dtype."""
+
+    def build(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+        fn = ns.member("linalg", name)
+        return lambda x: fn(_wide(x)).astype(x.dtype)
+
+    return build
+
+
+def _slogdet(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns.member("linalg", "slogdet")
+
+    def run(x: Any) -> tuple[Any, Any]:
+        sign, logabs = fn(_wide(x))
+        return sign.astype(x.dtype), logabs.astype(_real_dtype(x))
+
+    return run
+
+
+def _solve(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns.member("linalg", "solve")
+    return lambda a, b: fn(_wide(a), _wide(b)).astype(a.dtype)
+
+
+def _qr(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns.member("linalg", "qr")
+    mode = str(attrs.get("mode", "reduced"))
+
+    def run(x: Any) -> tuple[Any, Any]:
+        q, r = fn(_wide(x), mode=mode)
+        return q.astype(x.dtype), r.astype(x.dtype)
+
+    return run
+
+
+def _eigh(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn, hermitian = ns.member("linalg", "eigh"), _lower_hermitian(ns)
+
+    def run(x: Any) -> tuple[Any, Any]:
+        values, vectors = fn(hermitian(_wide(x)))
+        return values.astype(_real_dtype(x)), vectors.astype(x.dtype)
+
+    return run
+
+
+def _eigvalsh(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn, hermitian = ns.member("linalg", "eigvalsh"), _lower_hermitian(ns)
+    return lambda x: fn(hermitian(_wide(x))).astype(_real_dtype(x))
+
+
+def _svd(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns.member("linalg", "svd")
+    full = bool(attrs.get("full_matrices", True))
+
+    def run(x: Any) -> tuple[Any, Any, Any]:
+        u, s, vh = fn(_wide(x), full_matrices=full)
+        return u.astype(x.dtype), s.astype(_real_dtype(x)), vh.astype(x.dtype)
+
+    return run
+
+
+def _svdvals(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
+    fn = ns.member("linalg", "svd")  # (CuPy has no svdvals)
+    return lambda x: fn(_wide(x), compute_uv=False).astype(_real_dtype(x))
+
+
+_BUILDERS.update(
+    {
+        "cholesky": _cholesky,
+        "inv": _same_dtype("inv"),
+        "det": _same_dtype("det"),
+        "slogdet": _slogdet,
+        "solve": _solve,
+        "qr": _qr,
+        "eigh": _eigh,
+        "eigvalsh": _eigvalsh,
+        "svd": _svd,
+        "svdvals": _svdvals,
+    }
+)
+
+
 # -- the public entry points -----------------------------------------------------------------------
 
 
 def kernel_function(module: ArrayModule, name: str, attrs: Mapping[str, Any]) -> Fn:
     """The function computing kernel ``name`` with the (normalized) ``attrs`` in
     ``module``'s namespace: pure, from arrays in the compute dtype (promoted and broadcast
-    by the core) to the output in the output dtype.
+    by the core) to the output in the output dtype -- for a kernel with several outputs
+    (``slogdet``, ``qr``, ``eigh``, ``svd``), a tuple of them in the spec's order.
 
     :class:`KeyError` if the table has no such kernel; :class:`AttributeError` naming the
     function if the namespace lacks one the kernel uses (raised here, not when called).
@@ -595,7 +931,8 @@ def numpy_module() -> ArrayModule:
 @functools.cache
 def jax_module() -> ArrayModule:
     """``jax.numpy``, for the PJRT backends; matmul at ``Precision.HIGHEST``, 8- and
-    16-bit floats accumulated in float32. Imports jax."""
+    16-bit floats accumulated in float32; gathers in ``mode="fill"``, ``flatnonzero`` with a
+    static size. Imports jax."""
     import jax.numpy as jnp
     import jax.scipy.special
     from jax import lax
@@ -606,7 +943,9 @@ def jax_module() -> ArrayModule:
         prefer = jnp.float32 if _narrow(a) else None
         return jnp.matmul(a, b, precision=highest, preferred_element_type=prefer)
 
-    return ArrayModule("jax", jnp, jax.scipy.special.erfc, matmul)
+    return ArrayModule(
+        "jax", jnp, jax.scipy.special.erfc, matmul, gather_mode="fill", static_shapes=True
+    )
 
 
 @functools.cache
@@ -616,4 +955,11 @@ def cupy_module() -> ArrayModule:
     import cupy
     from cupyx.scipy.special import erfc
 
-    return ArrayModule("cupy", cupy, erfc, _widening_matmul(cupy.matmul))
+    argsort = cupy.argsort
+
+    def stable_argsort(x: Any, axis: int) -> Any:
+        return argsort(x, axis=axis)  # (CuPy's sorts are always stable: no stable= keyword)
+
+    return ArrayModule(
+        "cupy", cupy, erfc, _widening_matmul(cupy.matmul), stable_argsort=stable_argsort
+    )

@@ -12,7 +12,8 @@ The mapping:
   another dtype is a bitcast inside the compiled function. Views (strides, offsets,
   broadcasting) become index arithmetic inside the compiled function, so a whole launch --
   gathers, the kernel, the scatter of a partial write -- is one ``jax.jit`` executable,
-  cached per (kernel, attributes, operand layouts).
+  cached per (kernel, attributes, operand layouts). A kernel with several outputs
+  (``slogdet``, ``qr``, ``eigh``, ``svd``) writes each of them in that one executable.
 * **Streams** ride on JAX's asynchronous dispatch: a launch returns as soon as it is
   queued. Work is ordered by data: a buffer read always sees the array of the last write
   to it, whichever stream queued it, and a write never disturbs a read already queued (it
@@ -50,7 +51,14 @@ from ..backend import (
     MemoryStats,
     Operand,
 )
-from ..errors import BackendUnavailableError, DeviceError, OutOfMemoryError, StreamError
+from ..errors import (
+    BackendUnavailableError,
+    DeviceError,
+    HwAbstractError,
+    KernelError,
+    OutOfMemoryError,
+    StreamError,
+)
 from .array_kernels import ArrayModule, jax_module, kernel_function
 from .pjrt_profiles import ChipProfile
 
@@ -346,7 +354,9 @@ class PjrtBackend(Backend):
             dtypes = {dt.dtype(name): support for name, support in profile.dtypes.items()}
             kernels = {}
             for spec in all_specs():
-                ok = frozenset(d for d in spec.dtypes if d in dtypes)
+                ok = frozenset(
+                    d for d in spec.dtypes if d in dtypes and _outputs_in(spec, d, dtypes)
+                )
                 if ok:
                     kernels[spec.name] = ok
             features = {Feature.CONCURRENT_STREAMS}
@@ -490,7 +500,11 @@ class PjrtBackend(Backend):
         """Traced: the operand's elements, in its shape and dtype."""
         jnp = self._jax.numpy
         _, _, dtype, shape, strides, offset = layout
-        if flat is not None and flat.dtype == dtype:
+        if flat is None:
+            # an unwritten buffer reads as zeros -- in the operand's dtype, not through its
+            # bits: complex64's would be uint64, which JAX lacks without x64
+            return jnp.zeros(shape, dtype)
+        if flat.dtype == dtype:
             if self._is_whole(layout):
                 return flat.reshape(shape)  # the common case: no data movement at all
             block = _dense_block(shape, strides)
@@ -593,6 +607,8 @@ class PjrtBackend(Backend):
             def launch(*args: Any) -> Any:
                 arrays = [this._read_operand(a, lay) for a, lay in zip(args, in_layouts)]
                 value = fn(*arrays)
+                if isinstance(value, tuple):  # a kernel with several outputs, asked for one
+                    value = value[0]
                 if not needs_old:
                     return value.reshape(-1)
                 return this._write_operand(args[len(in_layouts)], out_layout, value)
@@ -625,7 +641,83 @@ class PjrtBackend(Backend):
         fn = self._functions.get(tag)
         if fn is None:
             fn = self._functions[tag] = kernel_function(self._arrays, kernel, attributes)
-        self._run(stream, tag, fn, inputs, outputs[0])
+        try:
+            if len(outputs) == 1:
+                self._run(stream, tag, fn, inputs, outputs[0])
+            else:
+                self._run_many(stream, tag, fn, inputs, outputs)
+        except HwAbstractError:
+            raise
+        except (TypeError, ValueError, IndexError, NotImplementedError) as exc:
+            # what JAX refuses while tracing (an index into an empty axis, ...): nothing ran
+            raise KernelError(
+                f"JAX could not run kernel {kernel!r} on {self.name} for "
+                f"{[str(op.dtype) for op in inputs]}: {exc}",
+                vendor_message=f"{type(exc).__name__}: {exc}",
+            ) from exc
+
+    def _run_many(self, stream: PjrtStream, tag: Any, fn: Any, inputs: Sequence[Operand],
+                  outputs: Sequence[Operand]) -> None:  # fmt: skip
+        """Read ``inputs``, apply ``fn`` (a tuple of results), write each result into its
+        output: one compiled launch, like :meth:`_run` (kernels with several outputs are
+        not on a hot path: no donation, and no cache of prepared launches but the
+        executables'). Outputs sharing a buffer are written into it in order."""
+        if stream.destroyed:
+            raise StreamError("the stream was destroyed; create a new one")
+        buffers: list[Any] = []  # the distinct output buffers, in order
+        slots: list[int] = []  # per output, its buffer's place in ``buffers``
+        for op in outputs:
+            found = next((i for i, b in enumerate(buffers) if b is op.buffer), None)
+            if found is None:
+                found = len(buffers)
+                buffers.append(op.buffer)
+            slots.append(found)
+        in_layouts = tuple(self._layout(op, _dtype_of(op.buffer)) for op in inputs)
+        out_layouts = tuple(self._layout(op, _dtype_of(op.buffer)) for op in outputs)
+        # a buffer needs its old contents unless one output covers it whole
+        needs_old = tuple(
+            not (slots.count(i) == 1 and self._is_whole(out_layouts[slots.index(i)]))
+            for i in range(len(buffers))
+        )
+        args = [op.buffer.array for op in inputs]
+        args += [b.array for b, old in zip(buffers, needs_old) if old]
+        key = ("many", tag, in_layouts, out_layouts, tuple(slots), needs_old,
+               tuple(a is None for a in args))  # fmt: skip
+        this = self
+
+        def build() -> Any:
+            def launch(*flat: Any) -> Any:
+                arrays = [this._read_operand(a, lay) for a, lay in zip(flat, in_layouts)]
+                values = fn(*arrays)
+                if not isinstance(values, tuple):
+                    values = (values,)
+                if len(values) < len(out_layouts):
+                    raise KernelError(
+                        f"kernel {tag[0]!r} computes {len(values)} result(s), not the "
+                        f"{len(out_layouts)} outputs it was launched with"
+                    )
+                olds = iter(flat[len(in_layouts) :])
+                current = [next(olds) if old else None for old in needs_old]
+                for value, slot, lay in zip(values, slots, out_layouts):
+                    if needs_old[slot]:
+                        current[slot] = this._write_operand(current[slot], lay, value)
+                    else:
+                        current[slot] = value.astype(lay[2]).reshape(-1)
+                return tuple(current)
+
+            return launch
+
+        exe = self._executable(key, build, ())
+        device = self._devices[outputs[0].buffer.device]
+        if len(self._devices) > 1:
+            args = [self._on(device, a) for a in args]
+        x64 = any(_needs_x64(lay) for lay in (*in_layouts, *out_layouts))
+        with self._jax.enable_x64(x64), self._jax.default_device(device):
+            results = exe(*args)
+        for i, (buffer, result) in enumerate(zip(buffers, results)):
+            buffer.array = result
+            buffer.kind = outputs[len(slots) - 1 - slots[::-1].index(i)].dtype  # its last
+            stream.produced(result)
 
     # -- data movement -----------------------------------------------------------------------
 
@@ -703,6 +795,27 @@ class _Staged:
         self.nbytes = nbytes
         self.kind = kind
         self.device = -1
+
+
+class _DTypeOnly:
+    """An operand that has only a dtype (for a spec's dtype rule)."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+
+
+def _outputs_in(spec: Any, compute: Any, dtypes: Mapping[Any, Any]) -> bool:
+    """Whether ``spec`` computed in ``compute`` makes outputs of ``dtypes`` only: ``rfft``
+    of float32 makes complex64, which a chip without complex dtypes lacks. True where the
+    dtype rule cannot tell from one dtype for every operand (``take``'s integer indices)."""
+    operands = [None if name.endswith("?") else _DTypeOnly(compute) for name in spec.inputs]
+    try:
+        _, outs = spec.dtype_rule(operands, dict(spec.attributes))
+    except Exception:
+        return True
+    return all(out in dtypes for out in outs)
 
 
 def _ready(array: Any) -> bool:

@@ -1,9 +1,13 @@
 """Indexing kernels: ``take``, ``take_along_axis`` and ``flatnonzero``.
 
 Indices are integer tensors of any integer dtype; a negative index counts from the end of
-the axis (``-1`` is the last element). An index outside ``[-n, n)`` is an error the backend
-reports as :class:`~hwabstract.errors.KernelError` when the work runs (the reference raises);
-the core cannot check indices that live on the device without waiting for them.
+the axis (``-1`` is the last element; unsigned indices never do). An index outside
+``[-n, n)`` is undefined in the Array API. No backend may read out of bounds for it: cpu and
+maia raise :class:`~hwabstract.errors.KernelError` when the work runs (the reference raises);
+backends that cannot check on the device without a round trip document what they produce
+instead (the shared JAX/CuPy table: JAX fills, CuPy wraps -- see
+:mod:`hwabstract.backends.array_kernels`). The core cannot check indices that live on the
+device without waiting for them.
 
 * ``take(x, indices, axis)``: ``indices`` is 1-D; the result has ``x``'s shape with ``axis``
   replaced by ``len(indices)``. The backend receives ``axis`` non-negative.

@@ -72,6 +72,8 @@ _matmul = register(
 # orthogonality), not element for element where the answer is only defined up to sign or
 # phase (eigenvectors, singular vectors, QR's factors). 8- and 16-bit floats compute in
 # float32 and round once. Several outputs are returned in the order the Array API names them.
+# A singular matrix (inv, solve) or one that is not positive definite (cholesky) is a
+# KernelError where the device can report it (cpu, maia); JAX and CuPy return NaNs instead.
 
 _REAL_OF = {dt.complex64: dt.float32, dt.complex128: dt.float64}
 

@@ -33,6 +33,13 @@ Faithful to CuPy 14 (checked against its sources) where the backend depends on i
   and texts; kernels (namespace functions, ``a[...] = b``, custom kernels) fail with
   *driver* errors, as CuPy launches them through ``cuLaunchKernel``; a sticky error
   (:meth:`FakeGpu.fail`) makes every later call touching the device fail.
+* ``argsort``/``sort`` are stable and take no ``stable=`` keyword; ``take`` and
+  ``take_along_axis`` wrap out-of-range indices around the axis (CuPy's integer-array
+  indexing rule) instead of raising; ``cupy.linalg`` has CuPy's functions and signatures
+  (no ``svdvals``, ``cholesky`` without ``upper=``), and where NumPy raises LinAlgError
+  (a singular matrix, one not positive definite) returns NaNs, as cuSOLVER's invalid
+  results come back under CuPy's default ``cupyx.errstate(linalg='ignore')``;
+  ``cupy.fft`` has ``fft``, ``ifft``, ``rfft`` and ``irfft`` with CuPy's signatures.
 * ``ndarray.__dlpack__`` follows CuPy's rules for ``stream``, ``dl_device`` and ``copy``
   (the consumer's stream waits for an event on the current stream; ``dl_device=(1, 0)``
   is a host copy) and hands out a capsule whose device is ``(kDLCUDA, id)`` -- so NumPy
@@ -45,8 +52,9 @@ Where it differs (by necessity, or to be stricter than CUDA):
   report truthfully; with :attr:`FakeGpu.hold_fences` set, events recorded are *pending*
   (``done`` is False, and so is the stream's) until :meth:`FakeGpu.release_fences`, or until
   something synchronizes on them. Work itself never waits.
-* Numbers are NumPy's: transcendental functions, reduction orders, float16 arithmetic and
-  ``erfc`` (``math.erfc``) are not CUDA's.
+* Numbers are NumPy's: transcendental functions, reduction orders, float16 arithmetic,
+  ``erfc`` (``math.erfc``), sorts, linear algebra (LAPACK, not cuSOLVER) and FFTs
+  (pocketfft, not cuFFT) are not CUDA's.
 * Capsules carry host pointers under a kDLCUDA device type; only this fake's
   ``from_dlpack`` can read them.
 * Results of namespace functions live in NumPy-allocated host memory, registered as device
@@ -1604,6 +1612,106 @@ def _erfc(x: Any, out: Any = None, **kwargs: Any) -> Any:
     return result
 
 
+# -- sorting and gathers, where CuPy's signatures or rules are not NumPy's -------------------------
+
+
+def argsort(a: Any, axis: int | None = -1, kind: str | None = None) -> Any:
+    """CuPy's argsort: always stable, ``kind`` None or 'stable', no ``stable=`` keyword."""
+    if kind not in (None, "stable"):
+        raise ValueError(f"fake cupy: argsort kind={kind!r}; CuPy's sort is stable only")
+    return _function(np.argsort, "argsort")(a, axis=axis, kind="stable")
+
+
+def sort(a: Any, axis: int | None = -1, kind: str | None = None) -> Any:
+    if kind not in (None, "stable"):
+        raise ValueError(f"fake cupy: sort kind={kind!r}; CuPy's sort is stable only")
+    return _function(np.sort, "sort")(a, axis=axis, kind="stable")
+
+
+def take(a: Any, indices: Any, axis: int | None = None, out: Any = None) -> Any:
+    """CuPy's take: no ``mode``; out-of-range indices wrap around (``mode='wrap'``)."""
+    if out is not None:
+        raise TypeError("fake cupy: take(out=...) is not used by hwabstract")
+    return _function(np.take, "take")(a, indices, axis=axis, mode="wrap")
+
+
+def take_along_axis(a: Any, indices: Any, axis: int | None) -> Any:
+    """CuPy's take_along_axis: integer-array indexing, whose out-of-range indices wrap."""
+    if np.dtype(indices.dtype).kind not in "iu":
+        raise IndexError("`indices` must be an integer array")
+    n = a.size if axis is None else a.shape[axis]
+    wrapped = np.mod(np.asarray(indices), n) if n else _plain(indices)
+    return _function(np.take_along_axis, "take_along_axis")(a, wrapped, axis=axis)
+
+
+# -- cupy.linalg and cupy.fft: CuPy's signatures on NumPy's numbers --------------------------------
+
+
+def _invalid_on_failure(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fn`` under CuPy's default ``cupyx.errstate(linalg='ignore')``: where NumPy raises
+    LinAlgError (singular, not positive definite), cuSOLVER's results are invalid, not an
+    error -- NaNs here."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except np.linalg.LinAlgError:
+            shape = np.shape(args[-1])  # (inv, cholesky: a's; solve: b's)
+            dtype = np.result_type(*(np.asarray(x).dtype for x in args), np.float32)
+            return np.full(shape, np.nan, dtype)
+
+    run.__name__ = name
+    return run
+
+
+def _linalg_functions() -> dict[str, Callable[..., Any]]:
+    la = np.linalg
+
+    def cholesky(a: Any) -> Any:  # (no upper=)
+        return la.cholesky(a)
+
+    def inv(a: Any) -> Any:
+        return la.inv(a)
+
+    def det(a: Any) -> Any:
+        return la.det(a)
+
+    def slogdet(a: Any) -> Any:
+        return tuple(la.slogdet(a))
+
+    def solve(a: Any, b: Any) -> Any:
+        return la.solve(a, b)
+
+    def qr(a: Any, mode: str = "reduced") -> Any:
+        return tuple(la.qr(a, mode=mode))
+
+    def eigh(a: Any, UPLO: str = "L") -> Any:
+        return tuple(la.eigh(a, UPLO=UPLO))
+
+    def eigvalsh(a: Any, UPLO: str = "L") -> Any:
+        return la.eigvalsh(a, UPLO=UPLO)
+
+    def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True) -> Any:
+        out = la.svd(a, full_matrices=full_matrices, compute_uv=compute_uv)
+        return tuple(out) if compute_uv else out
+
+    functions = {f.__name__: f for f in (cholesky, inv, det, slogdet, solve, qr, eigh,
+                                         eigvalsh, svd)}  # fmt: skip
+    for name in ("cholesky", "inv", "solve"):
+        functions[name] = _invalid_on_failure(functions[name], name)
+    return {name: _function(f, f"linalg.{name}") for name, f in functions.items()}
+
+
+def _fft_functions() -> dict[str, Callable[..., Any]]:
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(a: Any, n: int | None = None, axis: int = -1, norm: str | None = None) -> Any:
+            return fn(a, n=n, axis=axis, norm=norm)  # (complex64 in single, as cuFFT)
+
+        return _function(run, f"fft.{fn.__name__}")
+
+    return {name: wrap(getattr(np.fft, name)) for name in ("fft", "ifft", "rfft", "irfft")}
+
+
 # -- the modules -----------------------------------------------------------------------------------
 
 #: what ``cupy.<name>`` resolves to beyond the names defined here: NumPy's, wrapped
@@ -1678,16 +1786,21 @@ def _build() -> dict[str, types.ModuleType]:
         __version__=__version__, cuda=cuda, ndarray=ndarray, ufunc=ufunc, empty=empty,
         zeros=zeros, ones=ones, full=full, empty_like=empty_like, zeros_like=zeros_like,
         ones_like=ones_like, array=array, asarray=asarray, ascontiguousarray=ascontiguousarray,
-        asnumpy=asnumpy, from_dlpack=from_dlpack,
-        get_default_memory_pool=get_default_memory_pool, _fake=this,
+        asnumpy=asnumpy, from_dlpack=from_dlpack, argsort=argsort, sort=sort, take=take,
+        take_along_axis=take_along_axis, get_default_memory_pool=get_default_memory_pool,
+        _fake=this,
     )  # fmt: skip
     cupy.__getattr__ = _namespace  # type: ignore[method-assign]
+    linalg = _module("cupy.linalg", "fake cupy.linalg (NumPy's numbers)", **_linalg_functions())
+    fft = _module("cupy.fft", "fake cupy.fft (NumPy's numbers)", **_fft_functions())
+    cupy.linalg, cupy.fft = linalg, fft  # type: ignore[attr-defined]
     special = _module(
         "cupyx.scipy.special", "fake cupyx.scipy.special", erfc=ufunc(_erfc, "erfc", 1)
     )
     scipy = _module("cupyx.scipy", "fake cupyx.scipy", special=special)
     cupyx = _module("cupyx", "fake cupyx", scipy=scipy)
-    mods = [cupy, cuda, runtime, driver, memory, function, stream, device, cupyx, scipy, special]
+    mods = [cupy, cuda, runtime, driver, memory, function, stream, device, cupyx, scipy, special,
+            linalg, fft]  # fmt: skip
     return {m.__name__: m for m in mods}
 
 

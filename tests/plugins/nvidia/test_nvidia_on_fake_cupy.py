@@ -22,12 +22,16 @@ import pytest
 pytest.importorskip("hwabstract_nvidia", reason="hwabstract-nvidia is not installed")
 
 import fake_cupy
+from backends import array_kernel_cases
 from conftest import cpu_source
 from hwabstract_nvidia import CudaKernel
+from hwabstract_nvidia.backend import CUPY_DTYPES
 from hwabstract_nvidia.compiler import CompiledModule
 
 import hwabstract as hw
+from hwabstract import dispatch
 from hwabstract.backend import Feature, Operand
+from hwabstract.dtypes import DType
 from hwabstract.errors import (
     DeviceError,
     DLPackError,
@@ -35,6 +39,7 @@ from hwabstract.errors import (
     OutOfMemoryError,
     StreamError,
 )
+from hwabstract.kernels import get_spec
 from hwabstract.registry import PluginSource, Registry
 
 HERE = Path(__file__).resolve().parent
@@ -535,6 +540,74 @@ def test_a_kernel_cupy_rejects_is_a_kernel_error(
     with pytest.raises(KernelError, match="CuPy could not run kernel 'sqrt'") as info:
         hw.sqrt(hw.ones((3,), dtype=hw.float32, device="nvidia:0"))
     assert "Wrong type" in (info.value.vendor_message or "")
+
+
+_CUPY_PAIRS = array_kernel_cases.pairs([hw.dtypes.dtype(n) for n in CUPY_DTYPES])
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype"), _CUPY_PAIRS, ids=[f"{k}-{d.name}" for k, d in _CUPY_PAIRS]
+)
+def test_sorting_indexing_cumulative_fft_and_linalg_through_the_table(
+    gpu: fake_cupy.FakeGpu, name: str, dtype: DType
+) -> None:
+    """Every dtype CuPy has, against the references (array_kernel_cases.py): the table on
+    the double's CuPy signatures, and the backend writing each output of a kernel with
+    several (slogdet, qr, eigh, svd) into its own tensor. NumPy's numbers, not CUDA's."""
+    device = hw.device("nvidia:0")
+    assert device.capabilities.supports_kernel(name, dtype)
+    spec = get_spec(name)
+    for label, operands, attributes in array_kernel_cases.cases(name, dtype):
+        actual, want, host, normalized = array_kernel_cases.run(device, spec, operands, attributes)
+        array_kernel_cases.check(spec, actual, want, host, normalized, f"{name}[{dtype}] ({label})")
+
+
+def test_the_new_kernels_are_declared_for_cupys_dtypes(gpu: fake_cupy.FakeGpu) -> None:
+    kernels = hw.device("nvidia:0").capabilities.kernels
+    for name in array_kernel_cases.NAMES:
+        want = {d for d in get_spec(name).dtypes if d.name in CUPY_DTYPES}
+        assert kernels[name] == want, name
+    assert hw.float16 in kernels["eigh"] and hw.bfloat16 not in kernels["sort"]
+    assert kernels["fft"] == {hw.complex64, hw.complex128}
+
+
+def _gather(name: str, x: np.ndarray, idx: np.ndarray, **attrs: Any) -> np.ndarray:
+    args = [hw.asarray(x, device="nvidia:0"), hw.asarray(idx, device="nvidia:0")]
+    return dispatch.launch(name, args, {"axis": 0, **attrs}).numpy()
+
+
+@pytest.mark.parametrize("name", ["take", "take_along_axis"])
+def test_out_of_range_indices_read_the_first_element(gpu: fake_cupy.FakeGpu, name: str) -> None:
+    """CuPy cannot raise from a kernel and wraps out-of-range indices around the axis: the
+    table hands it n (one past the end) for every index outside [-n, n), which reads the
+    axis' first element, whatever the index's dtype."""
+    x = np.arange(5, dtype=np.float32) + 10
+    got = _gather(name, x, np.array([5, -6, 4, -5, 127, -1], np.int8))
+    assert got.tolist() == [10, 10, 14, 10, 10, 14]
+    assert _gather(name, x, np.array([2**32 - 1, 3], np.uint32)).tolist() == [10, 13]
+    with pytest.raises(KernelError, match="an index into an axis of length 0"):
+        _gather(name, x[:0], np.array([0], np.int8))
+    rows = np.arange(6, dtype=np.int16).reshape(3, 2)
+    assert _gather(
+        name, rows, np.array([[3, 2]] if name != "take" else [3, 2]), axis=0
+    ).tolist() == ([[0, 5]] if name != "take" else [[0, 1], [4, 5]])
+
+
+def test_a_wrong_nonzero_count_is_a_kernel_error(gpu: fake_cupy.FakeGpu) -> None:
+    """CuPy's flatnonzero finds the indices (synchronizing): a count that disagrees is
+    reported, not padded."""
+    x = hw.asarray(np.array([0, 3, 0, 4], np.int32), device="nvidia:0")
+    assert dispatch.launch("flatnonzero", [x], {"count": 2}).numpy().tolist() == [1, 3]
+    with pytest.raises(KernelError, match="count is 3 but the input has 2"):
+        dispatch.launch("flatnonzero", [x], {"count": 3})
+
+
+def test_a_singular_matrix_gives_nans_not_an_error(gpu: fake_cupy.FakeGpu) -> None:
+    """As under CuPy's default ``cupyx.errstate(linalg='ignore')`` (modelled by the
+    double): cuSOLVER's invalid results, no exception."""
+    x = hw.asarray(np.ones((3, 3), np.float32), device="nvidia:0")
+    assert np.isnan(dispatch.launch("inv", [x]).numpy()).all()
+    assert dispatch.launch("det", [x]).numpy() == 0.0
 
 
 # -- streams and events ----------------------------------------------------------------------------

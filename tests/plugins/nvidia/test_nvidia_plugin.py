@@ -276,7 +276,8 @@ def test_a_cuda_kernel_needs_a_c_identifier(name: Any) -> None:
 
 def _attribute_sets(spec: Any) -> list[dict[str, Any]]:
     """Normalized attributes of the kinds the core hands a backend for ``spec``: its
-    defaults, reductions over axis 0, an explicit dtype, every optional operand given."""
+    defaults, reductions over axis 0, an explicit dtype, every optional operand given, each
+    boolean flipped (fft's ``inverse`` builds on ``ifft``)."""
     import hwabstract as hw
 
     base = dict(spec.attributes)
@@ -292,6 +293,9 @@ def _attribute_sets(spec: Any) -> list[dict[str, Any]]:
         sets.append({**base, **flags})
     if spec.name == "gelu":
         sets.append({**base, "approximate": "tanh"})
+    if "count" in base:
+        base["count"] = 3
+    sets += [{**base, k: not v} for k, v in base.items() if isinstance(v, bool)]
     return sets
 
 

@@ -72,3 +72,39 @@ def test_the_standin_runs_and_says_what_it_is(monkeypatch: pytest.MonkeyPatch) -
         np.testing.assert_array_equal(hw.sum(x * 2, axis=0).numpy(), [6, 10, 14])
     finally:
         reset_registry(old)
+
+
+def test_the_standin_declares_and_runs_the_sorting_and_linalg_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Declared for the chip's real dtypes (never float64 or complex: no FFT, whose inputs
+    or outputs are complex), launched through the shared PJRT code -- a kernel with several
+    outputs included."""
+    old = reset_registry(_registry(monkeypatch, HWABSTRACT_TRAINIUM_STANDIN="cpu"))
+    try:
+        d = hw.device("trainium:0")
+        kernels = d.capabilities.kernels
+        for name in ("sort", "take", "cumulative_sum", "cholesky", "eigh", "svd", "solve"):
+            assert hw.float32 in kernels[name] and hw.bfloat16 in kernels[name], name
+            assert not any(t.kind == "c" or t is hw.float64 for t in kernels[name]), name
+        assert hw.float8_e5m2 in kernels["sort"] and hw.float8_e5m2 in kernels["qr"]
+        assert not {"fft", "rfft", "irfft"} & set(kernels)
+        x = np.array([3.0, -1.0, 2.0, -0.0, 0.0], np.float32)
+        t = hw.asarray(x.astype(hw.float8_e5m2.numpy_dtype), device=d)
+        got = hw.dispatch.launch("sort", [t], {"descending": True}).numpy()
+        assert got.astype(np.float32).tolist() == [3.0, 2.0, -0.0, 0.0, -1.0]
+        # ties keep their order (-0.0 first), as in the reversed ascending sort
+        assert np.signbit(got.astype(np.float32)).tolist() == [False, False, True, False, True]
+        h = np.array([[2.0, 0.0], [1.0, 2.0]], np.float32)  # the lower triangle is read
+        a = hw.asarray(h, device=d)
+        outs = [hw.dispatch.allocate(d, (2,), hw.float32),
+                hw.dispatch.allocate(d, (2, 2), hw.float32)]  # fmt: skip
+        stream = d.default_stream
+        d._impl.launch(stream.handle, "eigh", [a._operand()], [o._operand() for o in outs], {})
+        for o in outs:
+            o._storage.mark_written(stream)
+        np.testing.assert_allclose(outs[0].numpy(), [1.0, 3.0], rtol=1e-6)
+        v = outs[1].numpy()
+        np.testing.assert_allclose(v @ np.diag([1.0, 3.0]) @ v.T, [[2, 1], [1, 2]], atol=1e-6)
+    finally:
+        reset_registry(old)

@@ -81,6 +81,22 @@ void mk_iter_run(const mk_iter *it, int64_t begin, int64_t end, mk_inner_fn fn, 
     }
 }
 
+void mk_rows_init(mk_rows *r, const maia_view *x, const maia_view *y, int axis) {
+    memset(r, 0, sizeof *r);
+    r->rows = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        if (d == axis) continue;
+        r->outer_shape[r->outer_ndim] = x->shape[d];
+        r->outer_xs[r->outer_ndim] = x->strides[d];
+        r->outer_ys[r->outer_ndim] = y->strides[d];
+        r->outer_ndim++;
+        r->rows *= x->shape[d];
+    }
+    r->len = x->shape[axis];
+    r->xs = x->strides[axis];
+    r->ys = y->strides[axis];
+}
+
 /* ---- host threads ------------------------------------------------------------------------ */
 
 /* A persistent pool of worker threads shared by every caller in the process (several queues

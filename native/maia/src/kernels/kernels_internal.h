@@ -80,6 +80,30 @@ void mk_iter_run(const mk_iter *it, int64_t begin, int64_t end, mk_inner_fn fn, 
 /* 1 if, after init, every operand is one contiguous unit-stride run. */
 int mk_iter_contiguous(const mk_iter *it);
 
+/* x and y (same ndim, same shape but for the axis) split into rows along `axis`: row r
+ * unravels (C order) over the other axes, outer_*, and holds len elements of x at stride xs
+ * and those of y at stride ys (y may be longer along the axis; len is x's length). */
+typedef struct mk_rows {
+    int outer_ndim;
+    int64_t outer_shape[MAIA_MAX_DIMS], outer_xs[MAIA_MAX_DIMS], outer_ys[MAIA_MAX_DIMS];
+    int64_t len, xs, ys;
+    int64_t rows; /* product of outer_shape */
+} mk_rows;
+
+void mk_rows_init(mk_rows *r, const maia_view *x, const maia_view *y, int axis);
+/* The element offsets of row `row`'s first x and y elements. */
+static inline void mk_rows_offsets(const mk_rows *r, int64_t row, int64_t *xo, int64_t *yo) {
+    int64_t rem = row, x = 0, y = 0;
+    for (int d = r->outer_ndim - 1; d >= 0; d--) {
+        int64_t i = rem % r->outer_shape[d];
+        rem /= r->outer_shape[d];
+        x += i * r->outer_xs[d];
+        y += i * r->outer_ys[d];
+    }
+    *xo = x;
+    *yo = y;
+}
+
 /* ---- host threads ------------------------------------------------------------------------ */
 
 typedef void (*mk_range_fn)(void *ctx, int64_t begin, int64_t end);
@@ -115,6 +139,10 @@ int mk_reduction(const maia_kernel_call *call, int op, maia_kernel_cost *cost, m
 int mk_matmul(const maia_kernel_call *call, maia_kernel_cost *cost, mk_status *st);
 int mk_nn(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
 int mk_mx(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_linalg(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_sorting(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_indexing(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
+int mk_cumulative(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_status *st);
 
 /* Which dtype kinds an op accepts, by family and op id (for maia_kernel_supports). */
 unsigned mk_elementwise_kinds(int op);
@@ -122,6 +150,11 @@ unsigned mk_reduction_kinds(int op);
 unsigned mk_nn_kinds(int op);
 /* 1 if the MX kernels take `dtype` as their float operand (float32, bfloat16, float16). */
 int mk_mx_supports(int32_t dtype);
+/* 1 if the linalg kernels take `dtype` (float32, float16, bfloat16). */
+int mk_linalg_supports(int32_t dtype);
+unsigned mk_sorting_kinds(int op);
+unsigned mk_indexing_kinds(int op);
+unsigned mk_cumulative_kinds(int op);
 
 /* Elementwise op ids. */
 enum mk_ew_op {
@@ -153,6 +186,17 @@ enum mk_red_op {
 enum mk_nn_op { NN_SOFTMAX, NN_LOG_SOFTMAX, NN_LAYER_NORM, NN_COUNT };
 
 enum mk_mx_op { MX_QUANTIZE, MX_DEQUANTIZE, MX_MATMUL, MX_COUNT };
+
+enum mk_linalg_op {
+    LA_CHOLESKY, LA_INV, LA_DET, LA_SLOGDET, LA_SOLVE, LA_QR, LA_EIGH, LA_EIGVALSH, LA_SVD,
+    LA_SVDVALS, LA_COUNT
+};
+
+enum mk_sort_op { SORT_SORT, SORT_ARGSORT, SORT_SEARCHSORTED, SORT_COUNT };
+
+enum mk_index_op { IDX_TAKE, IDX_TAKE_ALONG_AXIS, IDX_FLATNONZERO, IDX_COUNT };
+
+enum mk_cum_op { CUM_SUM, CUM_PROD, CUM_COUNT };
 
 /* Validation shared by the families. */
 int mk_check_view(const maia_view *v, const char *what, mk_status *st);

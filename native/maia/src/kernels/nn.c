@@ -14,30 +14,24 @@ typedef struct sm_ctx {
     int log;
     int32_t dt;
     size_t es;
-    int outer_ndim;
-    int64_t outer_shape[MAIA_MAX_DIMS], outer_xs[MAIA_MAX_DIMS], outer_ys[MAIA_MAX_DIMS];
-    int64_t len, xs, ys;
+    mk_rows r;
     char *x, *y;
 } sm_ctx;
 
 static void sm_range(void *vc, int64_t begin, int64_t end) {
     const sm_ctx *c = (const sm_ctx *)vc;
+    const mk_rows *r = &c->r;
     float buf[NBLK];
     for (int64_t o = begin; o < end; o++) {
-        int64_t rem = o, xo = 0, yo = 0;
-        for (int d = c->outer_ndim - 1; d >= 0; d--) {
-            int64_t i = rem % c->outer_shape[d];
-            rem /= c->outer_shape[d];
-            xo += i * c->outer_xs[d];
-            yo += i * c->outer_ys[d];
-        }
+        int64_t xo, yo;
+        mk_rows_offsets(r, o, &xo, &yo);
         const char *x = c->x + xo * (int64_t)c->es;
         char *y = c->y + yo * (int64_t)c->es;
         float mx = -INFINITY;
         int nan = 0;
-        for (int64_t j = 0; j < c->len; j += NBLK) {
-            size_t k = (size_t)(c->len - j < NBLK ? c->len - j : NBLK);
-            mk_load_f32(c->dt, x + j * c->xs * (int64_t)c->es, c->xs, k, buf);
+        for (int64_t j = 0; j < r->len; j += NBLK) {
+            size_t k = (size_t)(r->len - j < NBLK ? r->len - j : NBLK);
+            mk_load_f32(c->dt, x + j * r->xs * (int64_t)c->es, r->xs, k, buf);
             for (size_t i = 0; i < k; i++) {
                 if (buf[i] != buf[i]) nan = 1;
                 if (buf[i] > mx) mx = buf[i];
@@ -45,20 +39,20 @@ static void sm_range(void *vc, int64_t begin, int64_t end) {
         }
         if (nan) mx = NAN;
         double sum = 0;
-        for (int64_t j = 0; j < c->len; j += NBLK) {
-            size_t k = (size_t)(c->len - j < NBLK ? c->len - j : NBLK);
-            mk_load_f32(c->dt, x + j * c->xs * (int64_t)c->es, c->xs, k, buf);
+        for (int64_t j = 0; j < r->len; j += NBLK) {
+            size_t k = (size_t)(r->len - j < NBLK ? r->len - j : NBLK);
+            mk_load_f32(c->dt, x + j * r->xs * (int64_t)c->es, r->xs, k, buf);
             for (size_t i = 0; i < k; i++) sum += expf(buf[i] - mx);
         }
         float lse = (float)log(sum);
-        for (int64_t j = 0; j < c->len; j += NBLK) {
-            size_t k = (size_t)(c->len - j < NBLK ? c->len - j : NBLK);
-            mk_load_f32(c->dt, x + j * c->xs * (int64_t)c->es, c->xs, k, buf);
+        for (int64_t j = 0; j < r->len; j += NBLK) {
+            size_t k = (size_t)(r->len - j < NBLK ? r->len - j : NBLK);
+            mk_load_f32(c->dt, x + j * r->xs * (int64_t)c->es, r->xs, k, buf);
             for (size_t i = 0; i < k; i++) {
                 float s = buf[i] - mx;
                 buf[i] = c->log ? s - lse : (float)((double)expf(s) / sum);
             }
-            mk_store_f32(c->dt, y + j * c->ys * (int64_t)c->es, c->ys, k, buf);
+            mk_store_f32(c->dt, y + j * r->ys * (int64_t)c->es, r->ys, k, buf);
         }
     }
 }
@@ -185,24 +179,13 @@ int mk_nn(const maia_kernel_call *call, int op, maia_kernel_cost *cost, mk_statu
         c.es = mk_elsize(x->dtype);
         c.x = (char *)x->data;
         c.y = (char *)y->data;
-        int64_t rows = 1;
-        for (int d = 0; d < x->ndim; d++) {
-            if (d == at->axis) continue;
-            c.outer_shape[c.outer_ndim] = x->shape[d];
-            c.outer_xs[c.outer_ndim] = x->strides[d];
-            c.outer_ys[c.outer_ndim] = y->strides[d];
-            c.outer_ndim++;
-            rows *= x->shape[d];
-        }
-        c.len = x->shape[at->axis];
-        c.xs = x->strides[at->axis];
-        c.ys = y->strides[at->axis];
-        if (c.len > 0 && rows > 0) {
-            int64_t grain = ((int64_t)1 << 14) / c.len + 1;
+        mk_rows_init(&c.r, x, y, at->axis);
+        if (c.r.len > 0 && c.r.rows > 0) {
+            int64_t grain = ((int64_t)1 << 14) / c.r.len + 1;
             if (threads > 1 && n >= (double)((int64_t)1 << 16))
-                mk_parallel_for(threads, rows, grain, sm_range, &c);
+                mk_parallel_for(threads, c.r.rows, grain, sm_range, &c);
             else
-                sm_range(&c, 0, rows);
+                sm_range(&c, 0, c.r.rows);
         }
         cost->flops = 5 * n;
         cost->bytes_moved = 4 * n * (double)c.es; /* three reads, one write */

@@ -3,7 +3,7 @@
 
 #include "kernels_internal.h"
 
-enum { FAM_EW, FAM_RED, FAM_MATMUL, FAM_NN, FAM_MX };
+enum { FAM_EW, FAM_RED, FAM_MATMUL, FAM_NN, FAM_MX, FAM_SORT, FAM_INDEX, FAM_CUM, FAM_LINALG };
 
 typedef struct kentry {
     const char *name;
@@ -52,6 +52,16 @@ static const kentry TABLE[] = {
     {"layer_norm", FAM_NN, NN_LAYER_NORM},
     {"mx_quantize", FAM_MX, MX_QUANTIZE}, {"mx_dequantize", FAM_MX, MX_DEQUANTIZE},
     {"mx_matmul", FAM_MX, MX_MATMUL},
+    {"sort", FAM_SORT, SORT_SORT}, {"argsort", FAM_SORT, SORT_ARGSORT},
+    {"searchsorted", FAM_SORT, SORT_SEARCHSORTED}, {"take", FAM_INDEX, IDX_TAKE},
+    {"take_along_axis", FAM_INDEX, IDX_TAKE_ALONG_AXIS},
+    {"flatnonzero", FAM_INDEX, IDX_FLATNONZERO}, {"cumulative_sum", FAM_CUM, CUM_SUM},
+    {"cumulative_prod", FAM_CUM, CUM_PROD},
+    {"cholesky", FAM_LINALG, LA_CHOLESKY}, {"inv", FAM_LINALG, LA_INV},
+    {"det", FAM_LINALG, LA_DET}, {"slogdet", FAM_LINALG, LA_SLOGDET},
+    {"solve", FAM_LINALG, LA_SOLVE}, {"qr", FAM_LINALG, LA_QR}, {"eigh", FAM_LINALG, LA_EIGH},
+    {"eigvalsh", FAM_LINALG, LA_EIGVALSH}, {"svd", FAM_LINALG, LA_SVD},
+    {"svdvals", FAM_LINALG, LA_SVDVALS},
 };
 
 #define NKERNELS (sizeof TABLE / sizeof TABLE[0])
@@ -76,6 +86,9 @@ static const char *const NAMES[] = {
     "greater", "greater_equal", "where", "clip", "astype", "relu", "gelu", "silu", "sum",
     "prod", "min", "max", "mean", "var", "std", "argmin", "argmax", "any", "all", "matmul",
     "softmax", "log_softmax", "layer_norm", "mx_quantize", "mx_dequantize", "mx_matmul",
+    "sort", "argsort", "searchsorted", "take", "take_along_axis", "flatnonzero",
+    "cumulative_sum", "cumulative_prod",
+    "cholesky", "inv", "det", "slogdet", "solve", "qr", "eigh", "eigvalsh", "svd", "svdvals",
     NULL};
 
 _Static_assert(sizeof NAMES / sizeof NAMES[0] == NKERNELS + 1, "NAMES must list TABLE");
@@ -88,6 +101,10 @@ static unsigned kinds_of(const kentry *e) {
     case FAM_RED: return mk_reduction_kinds(e->op);
     case FAM_MATMUL: return MK_I | MK_U | MK_F;
     case FAM_MX: return MK_F; /* narrowed to float32/bfloat16/float16 by mk_mx_supports */
+    case FAM_SORT: return mk_sorting_kinds(e->op);
+    case FAM_INDEX: return mk_indexing_kinds(e->op);
+    case FAM_CUM: return mk_cumulative_kinds(e->op);
+    case FAM_LINALG: return MK_F; /* narrowed to float32/float16/bfloat16 by mk_linalg_supports */
     default: return mk_nn_kinds(e->op);
     }
 }
@@ -96,6 +113,7 @@ int maia_kernel_supports(const char *kernel, int32_t dtype) {
     const kentry *e = lookup(kernel);
     if (!e || !mk_dtype_valid(dtype)) return 0;
     if (e->family == FAM_MX) return mk_mx_supports(dtype); /* the float operand's dtype */
+    if (e->family == FAM_LINALG) return mk_linalg_supports(dtype);
     return (kinds_of(e) >> mk_kind(dtype)) & 1u;
 }
 
@@ -120,6 +138,10 @@ int maia_kernel_execute(const maia_kernel_call *call, maia_kernel_cost *cost, ch
     case FAM_RED: return mk_reduction(call, e->op, cost, &st);
     case FAM_MATMUL: return mk_matmul(call, cost, &st);
     case FAM_MX: return mk_mx(call, e->op, cost, &st);
+    case FAM_SORT: return mk_sorting(call, e->op, cost, &st);
+    case FAM_INDEX: return mk_indexing(call, e->op, cost, &st);
+    case FAM_CUM: return mk_cumulative(call, e->op, cost, &st);
+    case FAM_LINALG: return mk_linalg(call, e->op, cost, &st);
     default: return mk_nn(call, e->op, cost, &st);
     }
 }

@@ -109,6 +109,14 @@ typedef struct maia_attrs {
     int32_t mx_format;
     int32_t mx_b_format;
     int64_t mx_n;
+    int32_t descending;
+    int32_t stable;
+    int32_t side;
+    int32_t include_initial;
+    int64_t count;
+    int32_t upper;
+    int32_t full_matrices;
+    int32_t qr_complete;
 } maia_attrs;
 
 typedef struct maia_config {

@@ -845,4 +845,14 @@ class MaiaBackend(Backend):
                 attrs.mx_b_format = _mx_format_code(value)
             elif key in ("n", "k"):
                 attrs.mx_n = _mx_length(key, value)
+            elif key in ("descending", "stable", "include_initial"):
+                setattr(attrs, key, 1 if value else 0)
+            elif key == "side":
+                attrs.side = 1 if value == "right" else 0
+            elif key == "count":
+                attrs.count = int(value)
+            elif key in ("upper", "full_matrices"):
+                setattr(attrs, key, 1 if value else 0)
+            elif key == "mode":
+                attrs.qr_complete = 1 if value == "complete" else 0
         return attrs

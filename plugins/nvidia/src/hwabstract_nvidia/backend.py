@@ -9,8 +9,11 @@
   ``cudaStreamWaitEvent``: it never blocks the host.
 * **Kernels**: the standard set from :mod:`hwabstract.backends.array_kernels` with CuPy as
   the array module, run under the stream; elementwise ufuncs write straight into the
-  output view. CuPy compiles each elementwise kernel once (NVRTC, cached on disk by CuPy).
-  Custom CUDA C++ kernels: :class:`hwabstract_nvidia.CudaKernel`.
+  output view, and a kernel with several outputs (``slogdet``, ``qr``, ``eigh``, ``svd``)
+  writes each result into its own. CuPy compiles each elementwise kernel once (NVRTC,
+  cached on disk by CuPy). What CuPy does with an out-of-range gather index or a singular
+  matrix, which no kernel can report: see the table's docstring. Custom CUDA C++ kernels:
+  :class:`hwabstract_nvidia.CudaKernel`.
 * **Free is stream-ordered**: a freed buffer's memory goes back to the pool only once an
   event recorded on every stream that used it has been reached, so a later allocation can
   never be handed memory a queued kernel still reads (what ``cudaFreeAsync`` guarantees).
@@ -705,20 +708,27 @@ class NvidiaBackend(Backend):
         attributes: Mapping[str, Any],
     ) -> None:
         s = self._live(stream)
-        out = outputs[0]
-        self._uses(s, out.buffer, *(op.buffer for op in inputs))
+        self._uses(s, *(op.buffer for op in outputs), *(op.buffer for op in inputs))
         ins = [self.view(op) for op in inputs]
-        target = self.view(out)
-        uf = self._ufunc(kernel, inputs[0].dtype) if inputs and not attributes else None
+        targets = [self.view(op) for op in outputs]
+        uf = (
+            self._ufunc(kernel, inputs[0].dtype)
+            if inputs and not attributes and len(outputs) == 1
+            else None
+        )
         try:
             with self._on(s.device), s.cuda:
                 if uf is not None:
-                    uf(*ins, out=target, casting="unsafe")
+                    uf(*ins, out=targets[0], casting="unsafe")
                 else:
-                    target[...] = self._function(kernel, attributes)(*ins)
+                    result = self._function(kernel, attributes)(*ins)
+                    # a kernel with several outputs (slogdet, qr, eigh, svd) returns a tuple
+                    results = result if isinstance(result, tuple) else (result,)
+                    for target, value in zip(targets, results):
+                        target[...] = value
         except self._cuda_errors as exc:
             raise self._cuda_error(exc, f"kernel {kernel!r}", s.device) from exc
-        except (TypeError, ValueError, NotImplementedError) as exc:
+        except (TypeError, ValueError, IndexError, NotImplementedError) as exc:
             raise KernelError(
                 f"CuPy could not run kernel {kernel!r} on nvidia:{s.device} for "
                 f"{[str(op.dtype) for op in inputs]}: {exc}",
