@@ -22,6 +22,7 @@ from .creation import asarray
 from .dispatch import launch
 from .errors import DTypeError, ShapeError
 from .manipulation import roll
+from .operations import require_tensor as _tensor
 from .stream import Stream
 from .tensor import Tensor
 
@@ -48,12 +49,6 @@ __all__ = [
 ]
 
 _MIRROR = {"backward": "forward", "forward": "backward", "ortho": "ortho"}
-
-
-def _tensor(name: str, x: Any) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise DTypeError(f"fft.{name}() needs a hwabstract Tensor, got {type(x).__name__}")
-    return x
 
 
 def _one(kernel: str, x: Tensor, n: int | None, axis: int, norm: str,

@@ -21,6 +21,7 @@ from .dispatch import launch, launch_all
 from .errors import DTypeError, ShapeError
 from .manipulation import matrix_transpose, tensordot, vecdot
 from .operations import astype, matmul, stack, where
+from .operations import require_tensor as _tensor
 from .stream import Stream
 from .tensor import Tensor
 
@@ -90,12 +91,6 @@ class SVDResult(NamedTuple):
     U: Tensor
     S: Tensor
     Vh: Tensor
-
-
-def _tensor(name: str, x: Any) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise DTypeError(f"linalg.{name}() needs a hwabstract Tensor, got {type(x).__name__}")
-    return x
 
 
 # -- kernels ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from . import operations as _operations
 from .errors import DTypeError, ShapeError
 from .kernels.spec import broadcast_shapes, normalize_axes
 from .operations import broadcast_to, concat, matmul, permute_dims, reshape, where
+from .operations import require_tensor as _tensor
 from .stream import Stream
 from .tensor import Tensor
 
@@ -54,12 +55,6 @@ __all__ = [
     "unstack",
     "vecdot",
 ]
-
-
-def _tensor(name: str, x: Any) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise DTypeError(f"{name}() needs a hwabstract Tensor, got {type(x).__name__}")
-    return x
 
 
 def _axes(name: str, axis: Any, ndim: int) -> tuple[int, ...]:

@@ -76,7 +76,7 @@ def _reduction_fn(name: str, doc: str) -> _Fn:
         unknown = set(kwargs) - set(extras)
         if unknown:
             raise TypeError(f"{name}() got unexpected keyword argument(s) {sorted(unknown)}")
-        _require_tensor(name, x)
+        require_tensor(name, x)
         attrs = {"axis": axis, "keepdims": keepdims, **kwargs}
         return launch(spec, (x,), attrs, out=out, stream=stream)
 
@@ -89,9 +89,11 @@ def _reduction_fn(name: str, doc: str) -> _Fn:
     return _export(fn)
 
 
-def _require_tensor(name: str, x: Any) -> None:
+def require_tensor(name: str, x: Any) -> Tensor:
+    """``x`` itself if it is a Tensor; else :class:`DTypeError` naming the function."""
     if not isinstance(x, Tensor):
         raise DTypeError(f"{name}() needs a hwabstract Tensor, got {type(x).__name__}")
+    return x
 
 
 for _spec in all_specs():
@@ -116,7 +118,7 @@ def clip(
     stream: Stream | None = None,
 ) -> Tensor:  # fmt: skip
     """Clamp ``x`` to ``[min, max]``; either bound may be None. Keeps ``x``'s dtype."""
-    _require_tensor("clip", x)
+    require_tensor("clip", x)
     return launch("clip", (x, min, max), None, out=out, stream=stream)
 
 
@@ -128,7 +130,7 @@ def astype(
     """``x`` converted to ``dtype`` (round to nearest even; float to int truncates toward zero;
     complex to real keeps the real part). With ``copy=False`` and nothing to convert,
     returns ``x`` itself."""
-    _require_tensor("astype", x)
+    require_tensor("astype", x)
     target = dt.dtype(dtype)
     if device is not None:
         x = to_device(x, device)
@@ -146,8 +148,8 @@ def matmul(
     A 1-D first operand is treated as a row vector and a 1-D second operand as a column
     vector; the added dimension is removed from the result, as the Array API specifies.
     """
-    _require_tensor("matmul", x1)
-    _require_tensor("matmul", x2)
+    require_tensor("matmul", x1)
+    require_tensor("matmul", x2)
     if x1.ndim == 0 or x2.ndim == 0:
         raise ShapeError("matmul() does not take 0-d tensors; use multiply()")
     a = x1[None, :] if x1.ndim == 1 else x1
@@ -185,7 +187,7 @@ def matmul(
 def softmax(x: Tensor, /, *, axis: int = -1, out: Tensor | None = None,
             stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Softmax along ``axis`` (numerically stable: the maximum is subtracted first)."""
-    _require_tensor("softmax", x)
+    require_tensor("softmax", x)
     return launch("softmax", (x,), {"axis": axis}, out=out, stream=stream)
 
 
@@ -193,7 +195,7 @@ def softmax(x: Tensor, /, *, axis: int = -1, out: Tensor | None = None,
 def log_softmax(x: Tensor, /, *, axis: int = -1, out: Tensor | None = None,
                 stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Log of softmax along ``axis``, computed stably."""
-    _require_tensor("log_softmax", x)
+    require_tensor("log_softmax", x)
     return launch("log_softmax", (x,), {"axis": axis}, out=out, stream=stream)
 
 
@@ -205,7 +207,7 @@ def layer_norm(
 ) -> Tensor:  # fmt: skip
     """Normalize over the trailing ``axis`` dimensions, then scale by ``weight`` and shift by
     ``bias`` (each of the normalized shape, or broadcastable to it)."""
-    _require_tensor("layer_norm", x)
+    require_tensor("layer_norm", x)
     return launch("layer_norm", (x, weight, bias), {"axis": axis, "eps": eps},
                   out=out, stream=stream)  # fmt: skip
 
@@ -214,21 +216,21 @@ def layer_norm(
 def gelu(x: Tensor, /, *, approximate: str = "none", out: Tensor | None = None,
          stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Gaussian error linear unit: ``x * Phi(x)``; ``approximate='tanh'`` for the tanh form."""
-    _require_tensor("gelu", x)
+    require_tensor("gelu", x)
     return launch("gelu", (x,), {"approximate": approximate}, out=out, stream=stream)
 
 
 @_export
 def silu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = None) -> Tensor:
     """``x * sigmoid(x)``."""
-    _require_tensor("silu", x)
+    require_tensor("silu", x)
     return launch("silu", (x,), None, out=out, stream=stream)
 
 
 @_export
 def relu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = None) -> Tensor:
     """``max(x, 0)``; NaN propagates."""
-    _require_tensor("relu", x)
+    require_tensor("relu", x)
     return launch("relu", (x,), None, out=out, stream=stream)
 
 
@@ -240,7 +242,7 @@ def sort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool
          out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """``x`` sorted along ``axis`` (NaNs last; ``descending`` reverses the order exactly, so
     NaNs come first and, when ``stable``, equal elements keep their order)."""
-    _require_tensor("sort", x)
+    require_tensor("sort", x)
     attrs = {"axis": axis, "descending": descending, "stable": stable}
     return launch("sort", (x,), attrs, out=out, stream=stream)
 
@@ -249,7 +251,7 @@ def sort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool
 def argsort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool = True,
             out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """The int64 indices that sort ``x`` along ``axis`` (the order :func:`sort` uses)."""
-    _require_tensor("argsort", x)
+    require_tensor("argsort", x)
     attrs = {"axis": axis, "descending": descending, "stable": stable}
     return launch("argsort", (x,), attrs, out=out, stream=stream)
 
@@ -260,7 +262,7 @@ def searchsorted(x1: Tensor, x2: Any, /, *, side: str = "left", sorter: Tensor |
     """For each element of ``x2``, the index in the sorted 1-D ``x1`` where inserting it
     keeps ``x1`` sorted (the first such index for ``side='left'``, the last for
     ``'right'``). With ``sorter`` (indices that sort ``x1``), ``x1`` need not be sorted."""
-    _require_tensor("searchsorted", x1)
+    require_tensor("searchsorted", x1)
     if sorter is not None:
         x1 = take(x1, sorter, axis=0, stream=stream)
     return launch("searchsorted", (x1, x2), {"side": side}, out=out, stream=stream)
@@ -272,8 +274,8 @@ def take(x: Tensor, indices: Tensor, /, *, axis: int | None = None,
     """Elements of ``x`` at the 1-D integer ``indices`` along ``axis`` (``axis`` may be None
     only for 1-D ``x``). Negative indices count from the end; an index out of range is a
     :class:`~hwabstract.errors.KernelError` where the device checks (see docs/array-api.md)."""
-    _require_tensor("take", x)
-    _require_tensor("take", indices)
+    require_tensor("take", x)
+    require_tensor("take", indices)
     return launch("take", (x, indices), {"axis": axis}, out=out, stream=stream)
 
 
@@ -282,8 +284,8 @@ def take_along_axis(x: Tensor, indices: Tensor, /, *, axis: int = -1,
                     out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Elements of ``x`` chosen along ``axis`` by ``indices`` (of ``x``'s rank; the other
     dimensions broadcast), e.g. with the result of :func:`argsort`."""
-    _require_tensor("take_along_axis", x)
-    _require_tensor("take_along_axis", indices)
+    require_tensor("take_along_axis", x)
+    require_tensor("take_along_axis", indices)
     return launch("take_along_axis", (x, indices), {"axis": axis}, out=out, stream=stream)
 
 
@@ -293,7 +295,7 @@ def _cumulative_fn(name: str) -> _Fn:
     def fn(x: Tensor, /, *, axis: int | None = None, dtype: Any = None,
            include_initial: bool = False, out: Tensor | None = None,
            stream: Stream | None = None) -> Tensor:  # fmt: skip
-        _require_tensor(name, x)
+        require_tensor(name, x)
         if x.ndim == 0:
             raise ShapeError(f"{name}() needs a tensor of at least one dimension")
         attrs = {"axis": axis, "dtype": dtype, "include_initial": include_initial}
@@ -319,7 +321,7 @@ cumulative_prod = _cumulative_fn("cumulative_prod")
 def permute_dims(x: Tensor, /, axes: Sequence[int], *, out: Tensor | None = None,
                  stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Reorder the dimensions of ``x`` (a view; with ``out=``, copied into ``out``)."""
-    _require_tensor("permute_dims", x)
+    require_tensor("permute_dims", x)
     perm = permute_shape(x.shape, axes)
     view = x._view(tuple(x.shape[i] for i in perm), tuple(x.strides[i] for i in perm), x._offset)
     return _deliver("permute_dims", view, out, stream)
@@ -354,7 +356,7 @@ def reshape(x: Tensor, /, shape: Sequence[int] | int, *, copy: bool | None = Non
     """``x`` with a new shape. A view when ``x`` is contiguous (and ``copy`` is not True),
     otherwise a copy; ``copy=False`` makes a needed copy an error. With ``out=``, the
     reshaped elements are copied into ``out``."""
-    _require_tensor("reshape", x)
+    require_tensor("reshape", x)
     new = reshape_target(x.shape, (shape,) if isinstance(shape, int) else shape)
     if out is not None:
         if not x.is_contiguous:
@@ -377,7 +379,7 @@ def flip(x: Tensor, /, *, axis: int | Sequence[int] | None = None, out: Tensor |
          stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Reverse the order of elements along ``axis`` (all axes if None); a view (with
     ``out=``, copied into ``out``)."""
-    _require_tensor("flip", x)
+    require_tensor("flip", x)
     axes = normalize_axes(axis, x.ndim)
     strides = list(x.strides)
     offset = x._offset
@@ -393,7 +395,7 @@ def broadcast_to(x: Tensor, /, shape: Sequence[int], *, out: Tensor | None = Non
                  stream: Stream | None = None) -> Tensor:  # fmt: skip
     """``x`` broadcast to ``shape`` (a view with zero strides; do not write into it). With
     ``out=``, the broadcast elements are copied into ``out``."""
-    _require_tensor("broadcast_to", x)
+    require_tensor("broadcast_to", x)
     spec = get_spec("broadcast_to")
     _, (target,), _ = spec.shape_rule([x.shape], {"shape": shape})
     op = x._operand(tuple(target))
@@ -404,7 +406,7 @@ def _join_dtype(name: str, tensors: Sequence[Tensor]) -> dt.DType:
     if not tensors:
         raise ShapeError(f"{name}() needs at least one tensor")
     for t in tensors:
-        _require_tensor(name, t)
+        require_tensor(name, t)
     return dt.result_type(*tensors)
 
 
@@ -513,7 +515,7 @@ def to_device(x: Tensor, device: Any, /, *, stream: Stream | None = None) -> Ten
     backend that declares peer copies; otherwise staged through host memory."""
     from .registry import get_registry
 
-    _require_tensor("to_device", x)
+    require_tensor("to_device", x)
     target = get_registry().device(device)
     if target is x.device:
         return x

@@ -20,6 +20,7 @@ from . import dtypes as dt
 from . import operations as _operations
 from .errors import DTypeError, InvalidIndexError, ShapeError
 from .operations import argsort, astype, concat, cumulative_sum, reshape, take, where
+from .operations import require_tensor as _tensor
 from .stream import Stream
 from .tensor import Tensor
 
@@ -41,12 +42,6 @@ __all__ = [
     "unique_inverse",
     "unique_values",
 ]
-
-
-def _tensor(name: str, x: Any) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise DTypeError(f"{name}() needs a hwabstract Tensor, got {type(x).__name__}")
-    return x
 
 
 def _truth(x: Tensor, stream: Stream | None) -> Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import ml_dtypes
 import numpy as np
@@ -24,6 +24,9 @@ import numpy as np
 import hwabstract as hw
 from hwabstract import dispatch
 from hwabstract import dtypes as dt
+from hwabstract.backend import DTypeSupport
+from hwabstract.backends.pjrt import PjrtBackend
+from hwabstract.backends.pjrt_profiles import ChipProfile
 from hwabstract.conformance.numerics import sample, special_values
 from hwabstract.dtypes import DType
 from hwabstract.kernels import KernelSpec, all_specs
@@ -382,3 +385,30 @@ def check(spec: KernelSpec, actual: Sequence[np.ndarray], want: Sequence[np.ndar
         size = np.abs(w.astype(np.complex128))
         scale = max(float(np.max(size[np.isfinite(size)], initial=0.0)), 1.0)
         _close(a, w, f"{where} (output {i})", terms=terms, scale=scale)
+
+
+class EveryDtypeStandin(PjrtBackend):
+    """A PJRT chip declaring every dtype (on JAX's CPU client when probed): the manifest
+    any PJRT chip profile could declare, and the JAX path of the kernels and dtypes no TPU
+    or Trainium profile declares (complex, float64, float8)."""
+
+    name = "pjrt-every-dtype"
+    platform = "no-such-platform"
+    family = "test chip"
+    env_prefix = "HWABSTRACT_TEST_PJRT"
+    install_hint = "nothing to install"
+    profiles: ClassVar[dict[str, ChipProfile]] = {
+        "all": ChipProfile(
+            key="all",
+            name="every dtype",
+            vendor="tests",
+            hbm_bytes=1 << 30,
+            hbm_bandwidth=1e9,
+            peak_ops={},
+            dtypes={d.name: DTypeSupport.NATIVE for d in dt.all_dtypes()},
+        )
+    }
+    default_profile = "all"
+    environment: ClassVar[dict[str, str]] = PjrtBackend.environment_for(
+        "HWABSTRACT_TEST_PJRT", "all", ["all"]
+    )

@@ -41,8 +41,6 @@ from hwabstract.backends.array_kernels import (
     numpy_module,
 )
 from hwabstract.backends.cpu import CpuBackend
-from hwabstract.backends.pjrt import PjrtBackend
-from hwabstract.backends.pjrt_profiles import ChipProfile
 from hwabstract.conformance.numerics import (
     kernel_sample,
     special_operands,
@@ -318,31 +316,8 @@ def test_every_dtype_of_every_implemented_kernel_is_checked() -> None:
         assert {d for k, d in _MORE_PAIRS if k == name} == set(get_spec(name).dtypes), name
 
 
-class _EveryDtypePjrt(PjrtBackend):
-    """A PJRT backend whose chip declares every dtype: it declares every kernel any PJRT
-    chip profile could (pjrt.py declares each spec for the profile's dtypes)."""
-
-    name = "pjrt-every-dtype"
-    platform = "none"
-    family = "test chip"
-    env_prefix = "HWABSTRACT_TEST_EVERY_DTYPE"
-    install_hint = "nothing to install"
-    profiles = {
-        "all": ChipProfile(
-            key="all",
-            name="every dtype",
-            vendor="tests",
-            hbm_bytes=1 << 30,
-            hbm_bandwidth=1e9,
-            peak_ops={},
-            dtypes={d.name: DTypeSupport.NATIVE for d in dt.all_dtypes()},
-        )
-    }
-    default_profile = "all"
-
-
 def test_the_table_covers_every_kernel_the_pjrt_backends_declare() -> None:
-    backend = _EveryDtypePjrt()  # (not probed: the manifest needs no jax)
+    backend = array_kernel_cases.EveryDtypeStandin()  # (not probed: the manifest needs no jax)
     backend.standin = True
     backend._devices = [None]
     backend._profiles = [backend.profiles["all"]]
@@ -359,10 +334,10 @@ def test_a_chip_without_complex_dtypes_declares_no_kernel_making_them() -> None:
     excluded where the profile has none, as on TPU and Trainium), and not for a dtype whose
     outputs it lacks: rfft of float32 makes complex64. Nothing else changes."""
     real_only = attrs.evolve(
-        _EveryDtypePjrt.profiles["all"],
+        array_kernel_cases.EveryDtypeStandin.profiles["all"],
         dtypes={d.name: DTypeSupport.NATIVE for d in dt.all_dtypes() if d.kind != "c"},
     )
-    backend = _EveryDtypePjrt()
+    backend = array_kernel_cases.EveryDtypeStandin()
     backend.standin = True
     backend._devices = [None]
     backend._profiles = [real_only]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import types
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import array_kernel_cases
 import numpy as np
@@ -30,10 +30,6 @@ pytest.importorskip("hwabstract_tpu", reason="hwabstract-tpu is not installed")
 
 import hwabstract as hw
 from hwabstract import dispatch
-from hwabstract import dtypes as dt
-from hwabstract.backend import DTypeSupport
-from hwabstract.backends.pjrt import PjrtBackend
-from hwabstract.backends.pjrt_profiles import ChipProfile
 from hwabstract.conformance.helpers import settled_in_use
 from hwabstract.dtypes import DType
 from hwabstract.errors import BackendUnavailableError, KernelError, OutOfMemoryError
@@ -243,35 +239,9 @@ def test_importing_hwabstract_and_the_plugin_does_not_import_jax() -> None:
 # -- sorting, indexing, cumulative, FFT and linalg, on the stand-ins ------------------------------
 
 
-class EveryDtypeStandin(PjrtBackend):
-    """A PJRT chip declaring every dtype, on JAX's CPU client: the JAX path of the kernels
-    and dtypes no TPU or Trainium profile declares (complex, float64, float8)."""
-
-    name = "pjrt-every-dtype"
-    platform = "no-such-platform"
-    family = "test chip"
-    env_prefix = "HWABSTRACT_TEST_PJRT"
-    install_hint = "nothing to install"
-    profiles: ClassVar[dict[str, ChipProfile]] = {
-        "all": ChipProfile(
-            key="all",
-            name="every dtype",
-            vendor="tests",
-            hbm_bytes=1 << 30,
-            hbm_bandwidth=1e9,
-            peak_ops={},
-            dtypes={d.name: DTypeSupport.NATIVE for d in dt.all_dtypes()},
-        )
-    }
-    default_profile = "all"
-    environment: ClassVar[dict[str, str]] = PjrtBackend.environment_for(
-        "HWABSTRACT_TEST_PJRT", "all", ["all"]
-    )
-
-
 @hw.hookimpl
 def _every_dtype_backends() -> list[type[hw.Backend]]:
-    return [EveryDtypeStandin]
+    return [array_kernel_cases.EveryDtypeStandin]
 
 
 @pytest.fixture(scope="module")
