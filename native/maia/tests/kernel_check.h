@@ -1,4 +1,4 @@
-/* The assertion macro and bit helpers the kernel tests (test_kernels.c, test_mx.c) share:
+/* The assertion macro, bit helpers and random generator the kernel tests share:
  * a failed CHECK reports (the first 60) and counts; each test binary prints its totals and
  * exits non-zero if any check failed. */
 #ifndef KERNEL_CHECK_H
@@ -32,6 +32,16 @@ static inline float u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+/* A xorshift64 generator: the same pseudo-random sequence on every platform and run. Each
+ * test binary may seed it (rng_state) differently. */
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static inline uint64_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
 }
 
 #endif

@@ -12,13 +12,6 @@
 #include "maia.h"
 #include "kernel_check.h"
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint64_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* ---- the formats, written out from the OCP MX v1.0 spec -------------------------------- */
 

@@ -14,13 +14,6 @@
 #include "kernel_call.h"
 #include "kernel_check.h"
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static uint64_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* ---- dtype facts, written independently of the kernels ---------------------------------- */
 
