@@ -363,6 +363,20 @@ def _same(got: Any, expected: Any, what: str, tol: float = 0.0) -> None:
 #: name -> (the call on the namespace, the same call on NumPy); ``a`` is a (4, 6) float sample
 #: with ties, ``i`` a (4, 6) int64 sample, ``v`` a 1-D float sample of 6.
 CASES: dict[str, tuple[Callable[..., Any], str | None]] = {
+    "arange": (lambda xp, a, i, v, idx: xp.arange(1, 9, 2, dtype=xp.int64, device=a.device), None),
+    "linspace": (lambda xp, a, i, v, idx: xp.linspace(-1, 2, 7, device=a.device), "tol"),
+    "eye": (lambda xp, a, i, v, idx: xp.eye(3, 5, k=1, device=a.device), None),
+    "full": (lambda xp, a, i, v, idx: xp.full((2, 3), 7, device=a.device), None),
+    "zeros_like": (lambda xp, a, i, v, idx: xp.zeros_like(a), None),
+    "ones_like": (lambda xp, a, i, v, idx: xp.ones_like(i), None),
+    "full_like": (lambda xp, a, i, v, idx: xp.full_like(v, 2.5), None),
+    "permute_dims": (lambda xp, a, i, v, idx: xp.permute_dims(a[None], (2, 0, 1)), None),
+    "reshape": (lambda xp, a, i, v, idx: xp.reshape(a.mT, (3, 8)), None),
+    "flip": (lambda xp, a, i, v, idx: xp.flip(a, axis=1), None),
+    "broadcast_to": (lambda xp, a, i, v, idx: xp.broadcast_to(v, (4, 6)), None),
+    "concat": (lambda xp, a, i, v, idx: xp.concat([a, a[:1]], axis=0), None),
+    "concat-flat": (lambda xp, a, i, v, idx: xp.concat([a, v], axis=None), None),
+    "stack": (lambda xp, a, i, v, idx: xp.stack([a, a], axis=1), None),
     "expand_dims": (lambda xp, a, i, v, idx: xp.expand_dims(a, axis=(0, 2)), None),
     "squeeze": (lambda xp, a, i, v, idx: xp.squeeze(a[None, :, None], axis=(0, 2)), None),
     "moveaxis": (lambda xp, a, i, v, idx: xp.moveaxis(a[None], 0, -1), None),
