@@ -459,9 +459,10 @@ def test_doctor_json(capsys: pytest.CaptureFixture[str], mixed: Registry) -> Non
     assert set(data) == {
         "ok", "hwabstract_version", "api_level", "supported_api_levels", "python_version",
         "python_implementation", "platform", "default_device", "default_device_error",
-        "backends", "environment", "vendor_stacks",
+        "backends", "environment", "vendor_stacks", "isolated",
     }  # fmt: skip
     assert data["ok"] is True
+    assert data["isolated"] is False
     assert data["hwabstract_version"] == hw.__version__
     assert data["python_version"] == ".".join(map(str, sys.version_info[:3]))
     assert data["default_device"] == "cpu:0"

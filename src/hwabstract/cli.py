@@ -36,6 +36,7 @@ EXIT_OK, EXIT_PROBLEM, EXIT_ERROR = 0, 1, 2
 #: adds its own (``Backend.environment``).
 ENVIRONMENT = {
     "HWABSTRACT_DEVICE": "the default device (e.g. cpu:0)",
+    "HWABSTRACT_PROBE_TIMEOUT": "seconds a plugin's probe may take in `doctor --isolate` (60)",
     "HWABSTRACT_PLUGINS": "allow list of plugin names; only these load",
     "HWABSTRACT_DISABLE_PLUGINS": "deny list of plugin names",
 }
@@ -471,15 +472,39 @@ def _backend_diagnoses(statuses: Sequence[BackendStatus]) -> str:
     return "\n".join(lines)
 
 
+def _isolated_default(statuses: Sequence[BackendStatus]) -> tuple[str | None, str | None]:
+    """The default device as discovery would pick it, from isolated probes' rows (the host
+    loads no plugin): ``HWABSTRACT_DEVICE``, else device 0 of the top-priority backend."""
+    usable = {s.name: s for s in statuses if s.ok and s.device_count}
+    env = os.environ.get("HWABSTRACT_DEVICE")
+    if env:
+        name, _, index = env.strip().partition(":")
+        status = usable.get(name)
+        if status is None or not (index or "0").isdigit() or int(index or 0) >= status.device_count:
+            return None, f"HWABSTRACT_DEVICE={env!r} names no usable device"
+        return f"{name}:{int(index or 0)}", None
+    if not usable:
+        return None, "no working backend is installed; the reasons are listed above"
+    return f"{next(iter(usable.values())).name}:0", None
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    statuses = get_registry().backends()
-    working = [s for s in statuses if s.ok]
     default_device: str | None = None
     default_error: str | None = None
-    try:
-        default_device = hw.device().name
-    except HwAbstractError as exc:
-        default_error = str(exc)
+    if args.isolate:
+        from .isolated_probe import probe_isolated, probe_timeout
+
+        statuses = sorted(
+            probe_isolated(args.timeout), key=lambda s: (not s.ok, -s.priority, s.name)
+        )
+        default_device, default_error = _isolated_default(statuses)
+    else:
+        statuses = get_registry().backends()
+        try:
+            default_device = hw.device().name
+        except HwAbstractError as exc:
+            default_error = str(exc)
+    working = [s for s in statuses if s.ok]
     healthy = bool(working) and default_error is None
     python = f"{platform.python_version()} ({platform.python_implementation()})"
     environment = _environment(statuses)
@@ -494,6 +519,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "platform": platform.platform(),
         "default_device": default_device,
         "default_device_error": default_error,
+        "isolated": bool(args.isolate),
         "backends": [{**_backend_dict(s), "advice": advice(s)} for s in statuses],
         "environment": {name: value for name, (value, _) in environment.items()},
         "vendor_stacks": stacks,
@@ -506,7 +532,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         f"hwabstract {hw.__version__} (contract API level {hw.API_LEVEL}) on Python {python}, "
         f"{platform.system()} {platform.machine()}"
     )
-    print(f"\nbackends: {len(working)} of {len(statuses)} usable")
+    isolation = (
+        f" (each plugin probed in its own process, within {probe_timeout(args.timeout):g} s)"
+        if args.isolate
+        else ""
+    )
+    print(f"\nbackends: {len(working)} of {len(statuses)} usable{isolation}")
     print(_backend_diagnoses(statuses))
     print()
     if default_error is None:
@@ -690,7 +721,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", metavar="NAME", help="only this backend's devices")
     p = add("info", cmd_info, "a device's info, capability manifest and memory")
     p.add_argument("device", metavar="DEVICE", help="a device spec, e.g. cpu or cpu:0")
-    add("doctor", cmd_doctor, "why each backend is or is not usable, and what to do")
+    p = add("doctor", cmd_doctor, "why each backend is or is not usable, and what to do")
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="probe each plugin in its own subprocess, so one that crashes or hangs cannot "
+        "take this process down (it is reported as failed, with the signal or the timeout)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --isolate: how long each plugin's probe may take (default: "
+        "HWABSTRACT_PROBE_TIMEOUT, else 60)",
+    )
     p = add(
         "conformance",
         cmd_conformance,
