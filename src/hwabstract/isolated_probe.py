@@ -32,6 +32,8 @@ from .registry import (
     PluginSource,
     _entry_point_sources,
     _env_list,
+    disabled_reason,
+    plugin_row,
 )
 
 __all__ = ["DEFAULT_TIMEOUT", "probe_isolated", "probe_timeout"]
@@ -56,13 +58,6 @@ def _tail(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def _failed(source: PluginSource, reason: str) -> BackendStatus:
-    return BackendStatus(
-        name=source.name, plugin=source.name, distribution=source.distribution,
-        version=source.version, api_level=None, status=FAILED, reason=reason,
-    )  # fmt: skip
-
-
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("HWABSTRACT_DISABLE_PLUGINS", None)
@@ -84,7 +79,7 @@ def _answer(
                 rows = json.loads(line[len(_MARK) :])
                 return [_status(row) for row in rows]
             except (ValueError, TypeError, KeyError) as exc:
-                return [_failed(source, f"isolated probe: unreadable answer ({exc})")]
+                return [plugin_row(source, FAILED, f"isolated probe: unreadable answer ({exc})")]
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -94,7 +89,11 @@ def _answer(
     else:
         what = f"the probe process exited with status {code} without an answer"
     stderr = f"; its stderr ends: {_tail(err)}" if err.strip() else ""
-    return [_failed(source, f"isolated probe: {what} (the host process is unaffected){stderr}")]
+    return [
+        plugin_row(
+            source, FAILED, f"isolated probe: {what} (the host process is unaffected){stderr}"
+        )
+    ]
 
 
 def _status(row: dict[str, Any]) -> BackendStatus:
@@ -116,19 +115,9 @@ def probe_isolated(
     running: list[tuple[PluginSource, subprocess.Popen[str] | None]] = []
     results: dict[int, list[BackendStatus]] = {}
     for i, source in enumerate(sources):
-        if source.name in deny or (allow is not None and source.name not in allow):
-            variable = "HWABSTRACT_DISABLE_PLUGINS" if source.name in deny else "HWABSTRACT_PLUGINS"
-            results[i] = [
-                BackendStatus(
-                    name=source.name,
-                    plugin=source.name,
-                    distribution=source.distribution,
-                    version=source.version,
-                    api_level=None,
-                    status=DISABLED,
-                    reason=f"disabled by {variable}",
-                )
-            ]
+        disabled = disabled_reason(source.name, allow, deny)
+        if disabled is not None:  # as discovery does: listed, not started
+            results[i] = [plugin_row(source, DISABLED, disabled)]
             running.append((source, None))
             continue
         child_env = {**env, "HWABSTRACT_PLUGINS": source.name}
@@ -149,8 +138,9 @@ def probe_isolated(
                 _, err = proc.communicate()
                 ends = f"; its stderr ends: {_tail(err)}" if err.strip() else ""
                 return [
-                    _failed(
+                    plugin_row(
                         source,
+                        FAILED,
                         f"isolated probe: no answer within {timeout:g} s (a hung import or "
                         "probe); the probe process was killed and the host process is "
                         f"unaffected{ends}",

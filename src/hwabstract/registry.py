@@ -190,6 +190,24 @@ def _environment_of(cls: Any) -> tuple[tuple[str, str], ...]:
     )
 
 
+def plugin_row(source: PluginSource, status: str, reason: str) -> BackendStatus:
+    """The row of a plugin that provides no backend row of its own (disabled or failed)."""
+    return BackendStatus(
+        name=source.name, plugin=source.name, distribution=source.distribution,
+        version=source.version, api_level=None, status=status, reason=reason,
+    )  # fmt: skip
+
+
+def disabled_reason(name: str, allow: set[str] | None, deny: set[str]) -> str | None:
+    """Why ``HWABSTRACT_PLUGINS``/``HWABSTRACT_DISABLE_PLUGINS`` disable plugin ``name``
+    (None when they do not)."""
+    if allow is not None and name not in allow:
+        return f"not in HWABSTRACT_PLUGINS={','.join(sorted(allow)) or '(empty)'}"
+    if name in deny:
+        return "listed in HWABSTRACT_DISABLE_PLUGINS"
+    return None
+
+
 class _Entry:
     """Mutable bookkeeping for one backend."""
 
@@ -251,28 +269,11 @@ class Registry:
         loaded: dict[str, PluginSource],
     ) -> None:
         def plugin_status(status: str, reason: str) -> None:
-            _put(
-                entries,
-                source.name,
-                _Entry(
-                    BackendStatus(
-                        name=source.name,
-                        plugin=source.name,
-                        distribution=source.distribution,
-                        version=source.version,
-                        api_level=None,
-                        status=status,
-                        reason=reason,
-                    )
-                ),
-            )
+            _put(entries, source.name, _Entry(plugin_row(source, status, reason)))
 
-        if allow is not None and source.name not in allow:
-            listed = ",".join(sorted(allow)) or "(empty)"
-            plugin_status(DISABLED, f"not in HWABSTRACT_PLUGINS={listed}")
-            return
-        if source.name in deny:
-            plugin_status(DISABLED, "listed in HWABSTRACT_DISABLE_PLUGINS")
+        disabled = disabled_reason(source.name, allow, deny)
+        if disabled is not None:
+            plugin_status(DISABLED, disabled)
             return
         previous = loaded.get(source.name)
         if previous is not None:
