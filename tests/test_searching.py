@@ -98,6 +98,10 @@ def test_assignment_forms_that_need_a_scatter_are_refused(x: hw.Tensor) -> None:
         x[hw.asarray([0, 1])] = 1.0
     with pytest.raises(hw.InvalidIndexError, match="needs a scatter"):
         x[hw.asarray(X > 1)] = hw.zeros((4,))
+    with pytest.raises(hw.InvalidIndexError, match="needs a scatter"):
+        x[0, hw.asarray([0, 1])] = 1.0  # an integer before the tensor index
+    with pytest.raises(hw.InvalidIndexError, match="must be the only index"):
+        x[hw.asarray(np.array([True, False, True])), 0] = 1.0
     np.testing.assert_array_equal(x.numpy(), X)  # nothing was written
 
 

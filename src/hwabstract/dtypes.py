@@ -380,11 +380,10 @@ class iinfo_object:
 
 
 def _of(type_: Any) -> DType:
-    return (
-        dtype(type_.dtype)
-        if hasattr(type_, "dtype") and not isinstance(type_, type)
-        else (dtype(type_))
-    )
+    """The dtype of a tensor or array, or ``type_`` itself as a dtype."""
+    if hasattr(type_, "dtype") and not isinstance(type_, type):
+        return dtype(type_.dtype)
+    return dtype(type_)
 
 
 def finfo(type_: Any, /) -> finfo_object:

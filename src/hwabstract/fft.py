@@ -10,7 +10,6 @@ the frequency helpers are computed on the host and uploaded; the shifts are roll
 
 from __future__ import annotations
 
-from builtins import max as builtins_max
 from collections.abc import Sequence
 from typing import Any
 
@@ -113,7 +112,7 @@ def _axes_and_sizes(name: str, x: Tensor, s: Sequence[int] | None,
         sizes = [None if v == -1 else int(v) for v in s]
         if len(sizes) != len(axes):
             raise ShapeError(f"fft.{name}() needs one size in s per axis, got s={s}, axes={axes}")
-    if (x.ndim == 0 and axes) or len({a % builtins_max(x.ndim, 1) for a in axes}) != len(axes):
+    if (x.ndim == 0 and axes) or len({a % max(x.ndim, 1) for a in axes}) != len(axes):
         raise ShapeError(f"fft.{name}() axes {axes} must be distinct axes of a {x.ndim}-D tensor")
     return axes, sizes
 

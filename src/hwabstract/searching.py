@@ -184,18 +184,37 @@ def is_advanced(key: Any) -> bool:
     return any(isinstance(k, Tensor) and (k.ndim or k.dtype.is_bool) for k in items)
 
 
-def getitem(x: Tensor, key: Any) -> Tensor:
-    """``x[key]`` for a boolean mask (the sole index) or integer tensors (with integers)."""
+def _sole_mask(name: str, key: Any) -> Tensor | None:
+    """The boolean tensor of ``key`` when it is the only index; None when ``key`` holds no
+    boolean tensor; an error when one is combined with other indices."""
     items = key if isinstance(key, tuple) else (key,)
     masks = [k for k in items if isinstance(k, Tensor) and k.dtype.is_bool]
-    if masks:
-        if len(items) != 1:
-            raise InvalidIndexError(
-                "a boolean tensor index must be the only index (x[mask]); combine conditions "
-                "with & and |, or index in two steps"
-            )
-        return _mask_select(x, masks[0])
-    return _integer_select(x, items)
+    if not masks:
+        return None
+    if len(items) != 1:
+        raise InvalidIndexError(
+            f"a boolean tensor index must be the only index ({name}); combine conditions "
+            "with & and |, or index in two steps"
+        )
+    return masks[0]
+
+
+def getitem(x: Tensor, key: Any) -> Tensor:
+    """``x[key]`` for a boolean mask (the sole index) or integer tensors (with integers)."""
+    mask = _sole_mask("x[mask]", key)
+    if mask is not None:
+        return _mask_select(x, mask)
+    return _integer_select(x, key if isinstance(key, tuple) else (key,))
+
+
+def setitem(x: Tensor, key: Any, value: Any) -> None:
+    """``x[key] = value`` for a boolean mask (the sole index); integer tensors need a
+    scatter, which is refused."""
+    mask = _sole_mask("x[mask] = value", key)
+    if mask is None:
+        refuse_scatter()
+    else:
+        setitem_mask(x, mask, value)
 
 
 def _mask_select(x: Tensor, mask: Tensor) -> Tensor:
@@ -287,8 +306,8 @@ def setitem_mask(x: Tensor, mask: Tensor, value: Any) -> None:
     assign(x, where(expanded, astype(value, x.dtype, copy=False), x))
 
 
-def setitem_indices(x: Tensor, items: Sequence[Any], value: Any) -> None:
-    """``x[idx] = value`` with integer tensors: a scatter, which no standard kernel does."""
+def refuse_scatter() -> None:
+    """``x[idx] = value`` with integer tensors is a scatter, which no standard kernel does."""
     raise InvalidIndexError(
         "assigning through integer-tensor indices (x[idx] = value) needs a scatter, which "
         "is not implemented; the Array API does not require it. Use a boolean mask "

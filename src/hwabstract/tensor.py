@@ -340,11 +340,7 @@ class Tensor:
             from . import searching
 
             if searching.is_advanced(key):
-                items = key if isinstance(key, tuple) else (key,)
-                if len(items) == 1 and items[0].dtype.is_bool:
-                    searching.setitem_mask(self, items[0], value)
-                else:
-                    searching.setitem_indices(self, items, value)
+                searching.setitem(self, key, value)
                 return
         assign(self[key], value)
 

@@ -87,42 +87,26 @@ def _irfft_reference(x: np.ndarray, *, axis: int, n: int, norm: str) -> np.ndarr
     return np.asarray(out).astype(_REAL_OF[dt.dtype(x.dtype)].numpy_dtype)
 
 
-register(
-    KernelSpec(
-        name="fft",
-        category="fft",
-        inputs=("x",),
-        dtypes=COMPLEX,
-        dtype_rule=_fft_dtype("fft"),
-        shape_rule=_fft_shape("fft"),
-        reference=_fft_reference,
-        attributes={"axis": -1, "n": None, "norm": "backward", "inverse": False},
-        doc="One-dimensional discrete Fourier transform (inverse=True: the inverse).",
+_ONE_AXIS = {"axis": -1, "n": None, "norm": "backward"}
+
+for _name, _dtypes, _reference, _extra, _doc in (
+    ("fft", COMPLEX, _fft_reference, {"inverse": False},
+     "One-dimensional discrete Fourier transform (inverse=True: the inverse)."),
+    ("rfft", frozenset(_COMPLEX_OF), _rfft_reference, {},
+     "Transform of real input: the n // 2 + 1 non-negative frequencies."),
+    ("irfft", COMPLEX, _irfft_reference, {},
+     "Inverse of rfft: n real outputs (default 2 * (m - 1)) from m frequencies."),
+):  # fmt: skip
+    register(
+        KernelSpec(
+            name=_name,
+            category="fft",
+            inputs=("x",),
+            dtypes=_dtypes,
+            dtype_rule=_fft_dtype(_name),
+            shape_rule=_fft_shape(_name),
+            reference=_reference,
+            attributes={**_ONE_AXIS, **_extra},
+            doc=_doc,
+        )
     )
-)
-register(
-    KernelSpec(
-        name="rfft",
-        category="fft",
-        inputs=("x",),
-        dtypes=frozenset(_COMPLEX_OF),
-        dtype_rule=_fft_dtype("rfft"),
-        shape_rule=_fft_shape("rfft"),
-        reference=_rfft_reference,
-        attributes={"axis": -1, "n": None, "norm": "backward"},
-        doc="Transform of real input: the n // 2 + 1 non-negative frequencies.",
-    )
-)
-register(
-    KernelSpec(
-        name="irfft",
-        category="fft",
-        inputs=("x",),
-        dtypes=COMPLEX,
-        dtype_rule=_fft_dtype("irfft"),
-        shape_rule=_fft_shape("irfft"),
-        reference=_irfft_reference,
-        attributes={"axis": -1, "n": None, "norm": "backward"},
-        doc="Inverse of rfft: n real outputs (default 2 * (m - 1)) from m frequencies.",
-    )
-)
