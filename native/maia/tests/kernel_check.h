@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../src/kernels/kernels_internal.h" /* f2u, u2f: the bits of a float32 */
+
 static long g_checks, g_fail;
 
 #define CHECK(cond, ...)                                                                       \
@@ -23,16 +25,6 @@ static long g_checks, g_fail;
         }                                                                                      \
     } while (0)
 
-static inline uint32_t f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static inline float u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 
 /* A xorshift64 generator: the same pseudo-random sequence on every platform and run. Each
  * test binary may seed it (rng_state) differently. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "maia.h"
+#include "kernel_call.h"
 #include "kernel_check.h"
 
 
@@ -86,33 +87,8 @@ static int ref_encode(const fmtinfo *f, double y) {
 /* ---- kernel calls ----------------------------------------------------------------------- */
 
 static maia_view view2(void *data, int dt, int64_t r, int64_t c, int64_t rs, int64_t cs) {
-    maia_view v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = dt;
-    v.ndim = 2;
-    v.shape[0] = r;
-    v.shape[1] = c;
-    v.strides[0] = rs;
-    v.strides[1] = cs;
-    return v;
-}
-
-static char g_err[512];
-
-static int call(const char *k, int nin, const maia_view *in, int nout, const maia_view *out,
-                const maia_attrs *at, int threads, maia_kernel_cost *cost) {
-    maia_kernel_call c;
-    memset(&c, 0, sizeof c);
-    c.kernel = k;
-    c.n_inputs = nin;
-    c.n_outputs = nout;
-    for (int i = 0; i < nin; i++) c.inputs[i] = in[i];
-    for (int i = 0; i < nout; i++) c.outputs[i] = out[i];
-    if (at) c.attrs = *at;
-    c.threads = threads;
-    maia_kernel_cost local;
-    return maia_kernel_execute(&c, cost ? cost : &local, g_err, sizeof g_err);
+    const int64_t shape[2] = {r, c}, strides[2] = {rs, cs};
+    return mkview(data, dt, 2, shape, strides);
 }
 
 /* Quantize rows x (R x n float32, row stride rs) -> el (R x blocks*bb), sc (R x blocks). */
@@ -125,7 +101,7 @@ static int quantize(const fmtinfo *f, const float *x, int64_t R, int64_t n, int6
     maia_attrs at;
     memset(&at, 0, sizeof at);
     at.mx_format = f->code;
-    return call("mx_quantize", 1, &in, 2, out, &at, threads, NULL);
+    return run_kernel("mx_quantize", 1, &in, 2, out, &at, threads, NULL);
 }
 
 static int dequantize(const fmtinfo *f, const uint8_t *el, const uint8_t *sc, int64_t R,
@@ -138,7 +114,7 @@ static int dequantize(const fmtinfo *f, const uint8_t *el, const uint8_t *sc, in
     memset(&at, 0, sizeof at);
     at.mx_format = f->code;
     at.mx_n = n;
-    return call("mx_dequantize", 2, in, 1, &out, &at, 1, NULL);
+    return run_kernel("mx_dequantize", 2, in, 1, &out, &at, 1, NULL);
 }
 
 /* element i of a packed row (little bit-endian) */
@@ -519,7 +495,7 @@ static int matmul(const fmtinfo *fa, const fmtinfo *fb, const uint8_t *ae, const
     at.mx_format = fa->code;
     at.mx_b_format = fb->code;
     at.mx_n = k;
-    return call("mx_matmul", 4, in, 1, &o, &at, threads, cost);
+    return run_kernel("mx_matmul", 4, in, 1, &o, &at, threads, cost);
 }
 
 static void test_matmul(void) {
@@ -650,43 +626,43 @@ static void test_invalid(void) {
     at.mx_format = MAIA_MXFP8_E4M3;
     maia_view in = view2(x, MAIA_FLOAT32, 2, 32, 32, 1);
     maia_view outs[2] = {view2(el, MAIA_UINT8, 2, 32, 32, 1), view2(sc, MAIA_UINT8, 2, 1, 1, 1)};
-    CHECK(call("mx_quantize", 1, &in, 2, outs, &at, 1, NULL) == 0, "valid: %s", g_err);
+    CHECK(run_kernel("mx_quantize", 1, &in, 2, outs, &at, 1, NULL) == 0, "valid: %s", g_err);
     maia_attrs bad = at;
     bad.mx_format = 0;
-    CHECK(call("mx_quantize", 1, &in, 2, outs, &bad, 1, NULL) == MAIA_KERNEL_INVALID &&
+    CHECK(run_kernel("mx_quantize", 1, &in, 2, outs, &bad, 1, NULL) == MAIA_KERNEL_INVALID &&
               strstr(g_err, "format"),
           "missing format: %s", g_err);
     bad.mx_format = 99;
-    CHECK(call("mx_quantize", 1, &in, 2, outs, &bad, 1, NULL) == MAIA_KERNEL_INVALID, "format 99");
+    CHECK(run_kernel("mx_quantize", 1, &in, 2, outs, &bad, 1, NULL) == MAIA_KERNEL_INVALID, "format 99");
     maia_view wrong = view2(x, MAIA_INT32, 2, 32, 32, 1);
-    CHECK(call("mx_quantize", 1, &wrong, 2, outs, &at, 1, NULL) == MAIA_KERNEL_UNSUPPORTED,
+    CHECK(run_kernel("mx_quantize", 1, &wrong, 2, outs, &at, 1, NULL) == MAIA_KERNEL_UNSUPPORTED,
           "int32 input: %s", g_err);
     maia_view o2[2] = {view2(el, MAIA_UINT8, 2, 24, 24, 1), outs[1]}; /* fp8 needs 32 bytes */
-    CHECK(call("mx_quantize", 1, &in, 2, o2, &at, 1, NULL) == MAIA_KERNEL_INVALID &&
+    CHECK(run_kernel("mx_quantize", 1, &in, 2, o2, &at, 1, NULL) == MAIA_KERNEL_INVALID &&
               strstr(g_err, "elements"),
           "short elements: %s", g_err);
     maia_view o3[2] = {outs[0], view2(sc, MAIA_INT8, 2, 1, 1, 1)};
-    CHECK(call("mx_quantize", 1, &in, 2, o3, &at, 1, NULL) == MAIA_KERNEL_INVALID, "int8 scales");
+    CHECK(run_kernel("mx_quantize", 1, &in, 2, o3, &at, 1, NULL) == MAIA_KERNEL_INVALID, "int8 scales");
     maia_view one = view2(x, MAIA_FLOAT32, 64, 1, 1, 1);
     one.ndim = 1;
-    CHECK(call("mx_quantize", 1, &one, 2, outs, &at, 1, NULL) == MAIA_KERNEL_INVALID, "1-D x");
-    CHECK(call("mx_quantize", 1, &in, 1, outs, &at, 1, NULL) == MAIA_KERNEL_INVALID, "1 output");
+    CHECK(run_kernel("mx_quantize", 1, &one, 2, outs, &at, 1, NULL) == MAIA_KERNEL_INVALID, "1-D x");
+    CHECK(run_kernel("mx_quantize", 1, &in, 1, outs, &at, 1, NULL) == MAIA_KERNEL_INVALID, "1 output");
     /* dequantize: n inconsistent with the operands, negative, wrong output dtype */
     float y[64];
     maia_view din[2] = {outs[0], outs[1]};
     maia_view dout = view2(y, MAIA_FLOAT32, 2, 32, 32, 1);
     at.mx_n = 32;
-    CHECK(call("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == 0, "valid: %s", g_err);
+    CHECK(run_kernel("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == 0, "valid: %s", g_err);
     at.mx_n = 33;
-    CHECK(call("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == MAIA_KERNEL_INVALID, "n 33");
+    CHECK(run_kernel("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == MAIA_KERNEL_INVALID, "n 33");
     at.mx_n = -1;
-    CHECK(call("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == MAIA_KERNEL_INVALID, "n -1");
+    CHECK(run_kernel("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == MAIA_KERNEL_INVALID, "n -1");
     at.mx_n = 32;
     maia_view dout8 = view2(y, MAIA_FLOAT8_E4M3FN, 2, 32, 32, 1);
-    CHECK(call("mx_dequantize", 2, din, 1, &dout8, &at, 1, NULL) == MAIA_KERNEL_UNSUPPORTED,
+    CHECK(run_kernel("mx_dequantize", 2, din, 1, &dout8, &at, 1, NULL) == MAIA_KERNEL_UNSUPPORTED,
           "float8 output");
     at.mx_format = MAIA_MXFP4_E2M1; /* 16 bytes per block, given 32 */
-    CHECK(call("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == MAIA_KERNEL_INVALID, "fp4 size");
+    CHECK(run_kernel("mx_dequantize", 2, din, 1, &dout, &at, 1, NULL) == MAIA_KERNEL_INVALID, "fp4 size");
     /* matmul: K mismatch between a and b, bad b format, wrong scales rows */
     maia_view min[4] = {outs[0], outs[1], outs[0], outs[1]};
     maia_view mo = view2(y, MAIA_FLOAT32, 2, 2, 2, 1);
@@ -694,23 +670,23 @@ static void test_invalid(void) {
     memset(&mat, 0, sizeof mat);
     mat.mx_format = mat.mx_b_format = MAIA_MXFP8_E5M2;
     mat.mx_n = 32;
-    CHECK(call("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == 0, "valid: %s", g_err);
+    CHECK(run_kernel("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == 0, "valid: %s", g_err);
     mat.mx_b_format = MAIA_MXFP6_E3M2;
-    CHECK(call("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "b size");
+    CHECK(run_kernel("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "b size");
     mat.mx_b_format = 0;
-    CHECK(call("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "b format");
+    CHECK(run_kernel("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "b format");
     mat.mx_b_format = MAIA_MXFP8_E5M2;
     mat.mx_n = 64;
-    CHECK(call("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "k 64");
+    CHECK(run_kernel("mx_matmul", 4, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "k 64");
     mat.mx_n = 32;
     maia_view mo3 = view2(y, MAIA_FLOAT32, 3, 2, 2, 1);
-    CHECK(call("mx_matmul", 4, min, 1, &mo3, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "M 3");
-    CHECK(call("mx_matmul", 3, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "3 inputs");
+    CHECK(run_kernel("mx_matmul", 4, min, 1, &mo3, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "M 3");
+    CHECK(run_kernel("mx_matmul", 3, min, 1, &mo, &mat, 1, NULL) == MAIA_KERNEL_INVALID, "3 inputs");
     /* empty operands are fine */
     maia_view e_in = view2(x, MAIA_FLOAT32, 0, 5, 5, 1);
     maia_view e_out[2] = {view2(el, MAIA_UINT8, 0, 32, 32, 1), view2(sc, MAIA_UINT8, 0, 1, 1, 1)};
     at.mx_format = MAIA_MXINT8;
-    CHECK(call("mx_quantize", 1, &e_in, 2, e_out, &at, 1, NULL) == 0, "empty: %s", g_err);
+    CHECK(run_kernel("mx_quantize", 1, &e_in, 2, e_out, &at, 1, NULL) == 0, "empty: %s", g_err);
     /* the manifest */
     CHECK(maia_kernel_supports("mx_quantize", MAIA_BFLOAT16) &&
               maia_kernel_supports("mx_matmul", MAIA_FLOAT32) &&

@@ -407,6 +407,23 @@ static const int ANYDT[] = {MAIA_BOOL, MAIA_INT8, MAIA_INT16, MAIA_INT32, MAIA_I
 static const int INTDT[] = {MAIA_INT8, MAIA_INT16, MAIA_INT32, MAIA_INT64,
                             MAIA_UINT8, MAIA_UINT16, MAIA_UINT32, MAIA_UINT64};
 
+/* Whether y (C-contiguous, shape oshape) holds x's elements picked along `axis` at
+ * want_idx, where x is a (., b, c) tensor read through a negative stride on its last axis. */
+static int gathered(int dt, const char *x, const char *y, const int64_t *oshape, int axis,
+                    const int64_t *want_idx, int64_t b, int64_t c) {
+    int ok = 1;
+    for (int64_t i0 = 0; i0 < oshape[0]; i0++)
+        for (int64_t i1 = 0; i1 < oshape[1]; i1++)
+            for (int64_t i2 = 0; i2 < oshape[2]; i2++) {
+                int64_t s[3] = {i0, i1, i2};
+                s[axis] = want_idx[s[axis]];
+                int64_t xoff = s[0] * b * c + s[1] * c + (c - 1 - s[2]);
+                int64_t yoff = (i0 * oshape[1] + i1) * oshape[2] + i2;
+                ok &= get_bits(dt, y, yoff) == get_bits(dt, x, xoff);
+            }
+    return ok;
+}
+
 static void test_take(void) {
     enum { A = 3, B = 4, C = 5 };
     for (int t = 0; t < NANY; t++) {
@@ -439,33 +456,15 @@ static void test_take(void) {
             memset(&at, 0, sizeof at);
             at.axis = axis;
             CHECK(run_call("take", 2, in, &o, &at, 1, NULL) == 0, "%s", g_err);
-            int ok = 1;
-            for (int64_t i0 = 0; i0 < oshape[0]; i0++)
-                for (int64_t i1 = 0; i1 < oshape[1]; i1++)
-                    for (int64_t i2 = 0; i2 < oshape[2]; i2++) {
-                        int64_t s[3] = {i0, i1, i2};
-                        s[axis] = want_idx[s[axis]];
-                        int64_t xoff = s[0] * B * C + s[1] * C + (C - 1 - s[2]);
-                        int64_t yoff = (i0 * oshape[1] + i1) * oshape[2] + i2;
-                        ok &= get_bits(dt, y, yoff) == get_bits(dt, x, xoff);
-                    }
-            CHECK(ok, "take %s indices %s axis %d", NAMES[dt], NAMES[it], axis);
+            CHECK(gathered(dt, x, y, oshape, axis, want_idx, B, C), "take %s indices %s axis %d",
+                  NAMES[dt], NAMES[it], axis);
             /* the same through take_along_axis: indices of x's rank, broadcast (zero strides) */
             int64_t ist[3] = {0, 0, 0};
             ist[axis] = 1;
             maia_view in2[2] = {in[0], mkview(ib, it, 3, oshape, ist)};
             CHECK(run_call("take_along_axis", 2, in2, &o, &at, 1, NULL) == 0, "%s", g_err);
-            int ok2 = 1;
-            for (int64_t i0 = 0; i0 < oshape[0]; i0++)
-                for (int64_t i1 = 0; i1 < oshape[1]; i1++)
-                    for (int64_t i2 = 0; i2 < oshape[2]; i2++) {
-                        int64_t s[3] = {i0, i1, i2};
-                        s[axis] = want_idx[s[axis]];
-                        int64_t xoff = s[0] * B * C + s[1] * C + (C - 1 - s[2]);
-                        int64_t yoff = (i0 * oshape[1] + i1) * oshape[2] + i2;
-                        ok2 &= get_bits(dt, y, yoff) == get_bits(dt, x, xoff);
-                    }
-            CHECK(ok2, "take_along_axis (broadcast indices) %s axis %d", NAMES[dt], axis);
+            CHECK(gathered(dt, x, y, oshape, axis, want_idx, B, C),
+                  "take_along_axis (broadcast indices) %s axis %d", NAMES[dt], axis);
             free(y);
         }
         free(x);

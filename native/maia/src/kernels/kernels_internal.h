@@ -91,17 +91,24 @@ typedef struct mk_rows {
 } mk_rows;
 
 void mk_rows_init(mk_rows *r, const maia_view *x, const maia_view *y, int axis);
-/* The element offsets of row `row`'s first x and y elements. */
-static inline void mk_rows_offsets(const mk_rows *r, int64_t row, int64_t *xo, int64_t *yo) {
-    int64_t rem = row, x = 0, y = 0;
-    for (int d = r->outer_ndim - 1; d >= 0; d--) {
-        int64_t i = rem % r->outer_shape[d];
-        rem /= r->outer_shape[d];
-        x += i * r->outer_xs[d];
-        y += i * r->outer_ys[d];
+/* The C-order position `index` of a `shape` (ndim dims) as element offsets in two layouts
+ * (strides xs and ys): how the row- and output-parallel kernels find their starts. */
+static inline void mk_unravel2(int ndim, const int64_t *shape, const int64_t *xs,
+                               const int64_t *ys, int64_t index, int64_t *xo, int64_t *yo) {
+    int64_t rem = index, x = 0, y = 0;
+    for (int d = ndim - 1; d >= 0; d--) {
+        int64_t i = rem % shape[d];
+        rem /= shape[d];
+        x += i * xs[d];
+        y += i * ys[d];
     }
     *xo = x;
     *yo = y;
+}
+
+/* The element offsets of row `row`'s first x and y elements. */
+static inline void mk_rows_offsets(const mk_rows *r, int64_t row, int64_t *xo, int64_t *yo) {
+    mk_unravel2(r->outer_ndim, r->outer_shape, r->outer_xs, r->outer_ys, row, xo, yo);
 }
 
 /* ---- host threads ------------------------------------------------------------------------ */

@@ -146,13 +146,9 @@ static void red_range(void *vc, int64_t begin, int64_t end) {
     const red_ctx *c = (const red_ctx *)vc;
     mk_iter it = c->inner; /* a private copy: its base moves per output element */
     for (int64_t o = begin; o < end; o++) {
-        int64_t rem = o, in_off = 0, out_off = 0;
-        for (int d = c->outer_ndim - 1; d >= 0; d--) {
-            int64_t i = rem % c->outer_shape[d];
-            rem /= c->outer_shape[d];
-            in_off += i * c->outer_in_strides[d];
-            out_off += i * c->outer_out_strides[d];
-        }
+        int64_t in_off, out_off;
+        mk_unravel2(c->outer_ndim, c->outer_shape, c->outer_in_strides, c->outer_out_strides, o,
+                    &in_off, &out_off);
         it.base[0] = c->in_base + in_off * (int64_t)c->in_es;
         char *out = c->out_base + out_off * (int64_t)c->out_es;
         acc a;
