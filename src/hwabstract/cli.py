@@ -684,6 +684,7 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         select=args.select,
         allow_unavailable=args.allow_unavailable,
         json_output=args.json,
+        jobs=args.jobs,
     )
 
 
@@ -770,6 +771,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="run only this area (repeatable): " + ", ".join(_areas()),
     )
     p.add_argument("-k", "--select", metavar="EXPR", help="only tests matching (pytest -k)")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run each backend's areas in up to N processes at once, one report merged from "
+        "them (default 1: one process per backend)",
+    )
     p.add_argument(
         "--allow-unavailable",
         action="store_true",

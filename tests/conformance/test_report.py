@@ -8,7 +8,10 @@ import sys
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import pytest
+
 from hwabstract.conformance.report import (
+    merge_reports,
     render_html,
     render_junit,
     render_markdown,
@@ -61,6 +64,22 @@ def test_the_matrix_has_an_area_per_row_and_a_backend_per_column() -> None:
     assert lines.index(memory) < lines.index(kernels)  # report order, not alphabetical
 
 
+def test_merging_reports_of_parts_tallies_again_in_area_order() -> None:
+    errors = _report("cpu", {"errors": ["passed", "failed"]})
+    memory = _report("cpu", {"memory": ["passed", "not_claimed"]})
+    merged = merge_reports([errors, memory], duration=2.5)
+    assert list(merged["areas"]) == ["memory", "errors"]
+    assert merged["totals"]["passed"] == 2 and merged["totals"]["failed"] == 1
+    assert merged["status"] == "failed" and merged["reason"] == "1 test(s) failed"
+    assert merged["duration_s"] == 2.5
+    clean = merge_reports([memory, _report("cpu", {"errors": ["passed"]})], duration=1)
+    assert clean["status"] == "passed" and clean["reason"] is None
+    gone = unavailable_report("cpu", "no device")
+    assert merge_reports([memory, gone], duration=1)["status"] == "unavailable"
+    with pytest.raises(ValueError, match="different backends"):
+        merge_reports([memory, _report("maia", {"errors": ["passed"]})], duration=1)
+
+
 def test_html_escapes_what_tests_report() -> None:
     html = render_html([_report("b<x>", {"errors": ["failed"]})])
     assert "<x>" not in html and "b&lt;x&gt;" in html
@@ -90,3 +109,18 @@ def test_importing_the_package_imports_neither_pytest_nor_a_backend() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_model_named_after_its_vendor_is_not_prefixed_twice() -> None:
+    report = _report("nvidia", {"errors": ["passed"]})
+    report["device"] = {
+        "spec": "nvidia:0",
+        "name": "NVIDIA H200",
+        "vendor": "NVIDIA",
+        "model": "NVIDIA H200 (sm_90)",
+        "standin": False,
+        "fingerprint": "0" * 16,
+    }
+    text = render_markdown([report])
+    assert "(NVIDIA H200 (sm_90))" in text and "NVIDIA NVIDIA" not in text
+    assert "NVIDIA NVIDIA" not in render_html([report])

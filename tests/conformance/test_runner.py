@@ -103,6 +103,61 @@ def test_a_backend_that_crashes_is_a_failed_run_not_a_crashed_command(tmp_path: 
     assert reports["cpu"]["status"] == "passed"  # the next backend still ran
 
 
+def test_jobs_run_slices_in_parallel_and_merge_one_report(tmp_path: Path) -> None:
+    areas = ("--area", "errors", "--area", "discovery", "--area", "streams")
+    code, out, serial = conformance("cpu", *areas, report_dir=tmp_path / "serial")
+    assert code == 0, out
+    code, out, parallel = conformance("cpu", "-j", "3", *areas, report_dir=tmp_path / "par")
+    assert code == 0, out
+    one, many = serial["cpu"], parallel["cpu"]
+    assert many["status"] == "passed" and many["totals"] == one["totals"]
+    # the areas in the suite's order, whatever order they were asked or finished in
+    assert list(many["areas"]) == list(one["areas"]) == ["discovery", "streams", "errors"]
+    assert [t["id"] for t in many["tests"]] == [t["id"] for t in one["tests"]]
+    assert many["device"]["fingerprint"] == one["device"]["fingerprint"]
+    assert "cpu slice 1/3: PASSED" in out and "cpu slice 3/3: PASSED" in out
+    # one set of reports per backend, as without --jobs
+    assert (tmp_path / "par" / "cpu" / "junit.xml").is_file()
+    assert sorted(p.name for p in (tmp_path / "par").iterdir()) == [
+        "conformance.json",
+        "cpu",
+        "summary.html",
+        "summary.md",
+    ]
+    # more slices than tests: the empty ones add nothing
+    code, out, tiny = conformance(
+        "cpu", "-j", "4", "--area", "discovery", "-k", "listed", report_dir=tmp_path / "tiny"
+    )
+    assert code == 0, out
+    assert tiny["cpu"]["status"] == "passed"
+    assert 0 < tiny["cpu"]["totals"]["passed"] == len(tiny["cpu"]["tests"]) < 4
+
+
+def test_jobs_a_crash_in_one_slice_fails_the_backend_and_names_the_slice(tmp_path: Path) -> None:
+    code, out, reports = conformance(
+        "faulty_crash",
+        "-j",
+        "3",
+        "--plugin",
+        FAULTY,
+        "--area",
+        "transfers",
+        "--area",
+        "discovery",
+        report_dir=tmp_path,
+    )
+    assert code == 1, out
+    crashed = reports["faulty_crash"]
+    assert crashed["status"] == "failed"
+    assert "faulty_crash (slice 2 of 3) ended with signal 11" in crashed["reason"]
+    assert crashed["areas"]["discovery"]["passed"] > 0  # the other slices' results are kept
+
+
+def test_jobs_must_be_positive(tmp_path: Path) -> None:
+    code, out, _ = conformance("cpu", "-j", "0", report_dir=tmp_path)
+    assert code == 2 and "must be at least 1" in out
+
+
 def test_an_unknown_area_is_a_usage_error(tmp_path: Path) -> None:
     code, out, _ = conformance("cpu", "--area", "nonsense", report_dir=tmp_path)
     assert code == 2 and "unknown area" in out

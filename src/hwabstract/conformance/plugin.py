@@ -15,6 +15,8 @@ Options::
     --hwabstract-plugin MODULE      load a plugin that is not installed (a module name or a
                                     path to a .py file); repeatable
     --hwabstract-progress           one line per area as it finishes (the CLI's view)
+    --hwabstract-shard I/N          run only the I-th of N contiguous slices of the suite
+                                    (``hwabstract conformance --jobs N`` runs N of them)
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="print a line per area as it finishes",
     )
+    group.addoption(
+        "--hwabstract-shard",
+        metavar="I/N",
+        type=_shard,
+        help="run only the I-th (from 0) of N contiguous slices of the collected suite",
+    )
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--hwabstract-shard takes I/N, got {text!r}") from None
+    if not 0 <= i < n:
+        raise pytest.UsageError(f"--hwabstract-shard {text}: needs 0 <= I < N")
+    return i, n
 
 
 # -- the target ----------------------------------------------------------------------------------
@@ -235,6 +253,16 @@ def pytest_collection_modifyitems(
 
         rank = {a: i for i, a in enumerate(AREAS)}
         items.sort(key=lambda item: rank.get(area_of(item), len(rank)))
+        shard = config.getoption("hwabstract_shard")
+        if shard is not None:
+            # contiguous slices, so neighbouring tests (which share kernels and dtypes, and
+            # so a backend's compiled-code caches) stay in one process; the slices of
+            # 0..N-1 concatenated are the whole run in order
+            i, n = shard
+            keep = items[i * len(items) // n : (i + 1) * len(items) // n]
+            kept = {id(item) for item in keep}
+            config.hook.pytest_deselected(items=[it for it in items if id(it) not in kept])
+            items[:] = keep
         ours = list(items)
     t = target(config)
     for item in ours:

@@ -60,6 +60,8 @@ class Outcome(str, enum.Enum):
 
 _OUTCOME_ORDER = [o.value for o in Outcome]
 
+NO_TESTS = "no conformance test ran"  #: the reason of a run that collected nothing
+
 
 class TestRecord:
     """One test's result (mutable while the test's phases are reported)."""
@@ -167,17 +169,22 @@ def _tally(records: Iterable[TestRecord]) -> tuple[dict[str, dict[str, Any]], di
     return ordered, totals
 
 
+def _status(totals: Mapping[str, int], ran: int) -> tuple[str, str | None]:
+    """A run's status and reason from its totals and the number of tests it ran."""
+    if totals[Outcome.FAILED.value]:
+        return "failed", f"{totals[Outcome.FAILED.value]} test(s) failed"
+    if not ran:
+        return "failed", NO_TESTS
+    return "passed", None
+
+
 def build_report(target: Any, records: Sequence[TestRecord], duration: float) -> dict[str, Any]:
     """The JSON-ready report of one run against ``target`` (a plugin ``Target``)."""
     areas, totals = _tally(records)
     if target.unavailable is not None:
         status, reason = "unavailable", target.unavailable
-    elif totals[Outcome.FAILED.value]:
-        status, reason = "failed", f"{totals[Outcome.FAILED.value]} test(s) failed"
-    elif not records:
-        status, reason = "failed", "no conformance test ran"
     else:
-        status, reason = "passed", None
+        status, reason = _status(totals, len(records))
     device = target.device
     expectations = target.expectations
     return {
@@ -189,6 +196,53 @@ def build_report(target: Any, records: Sequence[TestRecord], duration: float) ->
         "device": None if device is None else device_fingerprint(device),
         "versions": _versions(target.status),
         "expectations": {"source": expectations.source, "entries": len(expectations.entries)},
+        "duration_s": round(duration, 3),
+        "areas": areas,
+        "totals": totals,
+        "tests": [r.to_dict() for r in records],
+    }
+
+
+def merge_reports(parts: Sequence[Mapping[str, Any]], duration: float) -> dict[str, Any]:
+    """One backend's report from the reports of runs over disjoint slices of the suite
+    (``hwabstract conformance --jobs``), given in suite order: their tests concatenated and
+    tallied again; unavailable if any part was, failed if a part crashed or a test failed.
+    A slice that held no test (more slices than tests) adds nothing."""
+    if not parts:
+        raise ValueError("merge_reports needs at least one report")
+    backends = {p["backend"] for p in parts}
+    if len(backends) != 1:
+        raise ValueError(f"cannot merge reports of different backends: {sorted(backends)}")
+    unavailable = [p for p in parts if p["status"] == "unavailable"]
+    if unavailable:
+        return dict(unavailable[0])
+    records = [
+        TestRecord(
+            t["id"],
+            t["area"],
+            Outcome(t["outcome"]),
+            t["duration_s"],
+            t["message"],
+            t.get("detail", ""),
+        )
+        for p in parts
+        for t in p["tests"]
+    ]
+    areas, totals = _tally(records)
+    crashed = [
+        p for p in parts if p["status"] == "failed" and not p["tests"] and p["reason"] != NO_TESTS
+    ]
+    if crashed:
+        status, reason = "failed", crashed[0]["reason"]
+    else:
+        status, reason = _status(totals, len(records))
+    device = next((p["device"] for p in parts if p["device"] is not None), None)
+    return {
+        **parts[0],
+        "generated": _now(),
+        "status": status,
+        "reason": reason,
+        "device": device,
         "duration_s": round(duration, 3),
         "areas": areas,
         "totals": totals,
@@ -312,12 +366,19 @@ def _cell(area: Mapping[str, Any] | None) -> str:
     return ", ".join(parts) or "-"
 
 
+def _make(d: Mapping[str, Any]) -> str:
+    """Vendor and model, once: a model that already starts with its vendor's name (CUDA
+    calls an H200 "NVIDIA H200") is not prefixed again."""
+    vendor, model = str(d["vendor"]), str(d["model"])
+    return model if model.startswith(vendor) else f"{vendor} {model}"
+
+
 def _device_line(report: Mapping[str, Any]) -> str:
     d = report.get("device")
     if not d:
         return f"{report['backend']}: no device"
     standin = f"; STAND-IN for {d['standin_for']}" if d.get("standin") else ""
-    what = f"{d['name']} ({d['vendor']} {d['model']}{standin})"
+    what = f"{d['name']} ({_make(d)}{standin})"
     return f"{d['spec']}: {what}, fingerprint {d['fingerprint']}"
 
 
@@ -387,7 +448,7 @@ def render_markdown(reports: Sequence[Mapping[str, Any]]) -> str:
                 f"**stand-in** for {d['standin_for']}" if d.get("standin") else "real hardware"
             )
             out += [
-                f"- device: `{d['spec']}`, {d['name']} ({d['vendor']} {d['model']}), {standin}",
+                f"- device: `{d['spec']}`, {d['name']} ({_make(d)}), {standin}",
                 f"- fingerprint: `{d['fingerprint']}`; driver: {d.get('driver_version') or '-'}",
             ]
         out += [
@@ -470,8 +531,8 @@ def render_html(reports: Sequence[Mapping[str, Any]], title: str = "hwabstract c
                 else "real hardware"
             )
             parts.append(
-                f"<p><code>{e(d['spec'])}</code> {e(d['name'])} ({e(d['vendor'])} "
-                f"{e(d['model'])}), {standin}; fingerprint <code>{e(d['fingerprint'])}"
+                f"<p><code>{e(d['spec'])}</code> {e(d['name'])} ({e(_make(d))}), "
+                f"{standin}; fingerprint <code>{e(d['fingerprint'])}"
                 "</code></p>"
             )
         v = r["versions"]

@@ -17,13 +17,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import AREAS
 from .report import (
     load_report,
+    merge_reports,
     render_html,
     render_markdown,
     render_matrix,
@@ -135,6 +136,7 @@ def run_conformance(
     select: str | None = None,
     allow_unavailable: bool = False,
     json_output: bool = False,
+    jobs: int = 1,
 ) -> int:
     """Certify ``backends`` (default: every discovered one) and print the matrix. Returns
     the exit status: 0 all passed, 1 a failure, 3 a named backend was unavailable."""
@@ -180,6 +182,7 @@ def run_conformance(
                     plugins,
                     areas,
                     select,
+                    jobs=jobs,
                     quiet=json_output,
                 )
             )
@@ -222,6 +225,7 @@ def _certify(
     areas: Sequence[str],
     select: str | None,
     *,
+    jobs: int = 1,
     quiet: bool,
 ) -> dict[str, Any]:
     status = statuses.get(backend)
@@ -243,31 +247,87 @@ def _certify(
     report_file = out / "report.json"
     if report_file.exists():
         report_file.unlink()
-    cmd = _pytest_command(
-        backend,
-        out,
-        ini,
-        device=device,
-        expectations=expectations,
-        plugins=plugins,
-        areas=areas,
-        select=select,
-    )
     started = time.perf_counter()
-    proc = subprocess.run(
-        cmd,
-        stdout=subprocess.DEVNULL if quiet else None,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        check=False,
-    )
-    if not report_file.exists():
-        report = _crashed_report(backend, proc.returncode, status)
-        write_reports(report, out)
+
+    def command(out_dir: Path) -> list[str]:
+        return _pytest_command(
+            backend,
+            out_dir,
+            ini,
+            device=device,
+            expectations=expectations,
+            plugins=plugins,
+            areas=areas,
+            select=select,
+        )
+
+    if jobs > 1:
+        report = _certify_in_shards(backend, out, ini, status, command, jobs=jobs, quiet=quiet)
     else:
-        report = load_report(report_file)
+        proc = subprocess.run(
+            command(out),
+            stdout=subprocess.DEVNULL if quiet else None,
+            env=_child_env(),
+            check=False,
+        )
+        if not report_file.exists():
+            report = _crashed_report(backend, proc.returncode, status)
+            write_reports(report, out)
+        else:
+            report = load_report(report_file)
     if not quiet:
         took = time.perf_counter() - started
         print(f"{backend}: {report['status'].upper()} in {took:.1f} s", flush=True)
+    return report
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _certify_in_shards(
+    backend: str,
+    out: Path,
+    ini: Path,
+    status: Any,
+    command: Callable[[Path], list[str]],
+    *,
+    jobs: int,
+    quiet: bool,
+) -> dict[str, Any]:
+    """``--jobs N``: N pytest processes at once, each running one contiguous slice of the
+    suite (``--hwabstract-shard I/N``), their reports merged into one. Every test makes its
+    own tensors, so this changes how long the run takes, not what it certifies; each
+    process is still isolated from the command."""
+    started = time.perf_counter()
+    children = []
+    for i in range(jobs):
+        part_out = ini.parent / "shards" / backend / str(i)
+        cmd = [*command(part_out), "--hwabstract-shard", f"{i}/{jobs}"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=_child_env())
+        children.append((proc, part_out))
+    parts = []
+    for i, (proc, part_out) in enumerate(children):
+        rc = proc.wait()
+        part_file = part_out / "report.json"
+        if part_file.exists():
+            part = load_report(part_file)
+        else:
+            part = _crashed_report(backend, rc, status)
+            part["reason"] = part["reason"].replace(
+                f"conformance run of {backend}",
+                f"conformance run of {backend} (slice {i + 1} of {jobs})",
+            )
+        parts.append(part)
+        if not quiet:
+            took = time.perf_counter() - started
+            print(
+                f"  {backend} slice {i + 1}/{jobs}: {part['status'].upper()}, "
+                f"{len(part['tests'])} tests, done after {took:.1f} s",
+                flush=True,
+            )
+    report = merge_reports(parts, time.perf_counter() - started)
+    write_reports(report, out)
     return report
 
 
