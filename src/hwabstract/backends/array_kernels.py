@@ -143,6 +143,12 @@ def _accumulator(x: Any) -> Any:
     return x.dtype
 
 
+def _cast(x: Any, dtype: Any) -> Any:
+    """``x`` in ``dtype``; ``x`` itself where it already is (``astype`` would copy: a
+    whole extra pass over the data on a GPU)."""
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
 class _Namespace:
     """One module's namespace, looked up for one kernel while it is built."""
 
@@ -376,7 +382,8 @@ def _sum_prod(name: str) -> Builder:
         if target.kind == "f":
             acc = np.dtype(np.float64) if target.itemsize >= 8 else np.dtype(np.float32)
         out = target.numpy_dtype
-        return lambda x: fn(x.astype(acc), axis=axes, keepdims=keepdims).astype(out)
+        # accumulate in ``acc`` inside the reduction (no converted copy of the input)
+        return lambda x: _cast(fn(x, axis=axes, keepdims=keepdims, dtype=acc), out)
 
     return build
 
@@ -396,8 +403,8 @@ def _mean(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
 
     def run(x: Any) -> Any:
         count = math.prod(x.shape[a] for a in axes)
-        c = x.astype(_accumulator(x))
-        return (sum_(c, axis=axes, keepdims=keepdims) / count).astype(x.dtype)
+        c = _cast(x, _accumulator(x))
+        return _cast(sum_(c, axis=axes, keepdims=keepdims) / count, x.dtype)
 
     return run
 
@@ -410,11 +417,11 @@ def _moment(std: bool) -> Builder:
 
         def run(x: Any) -> Any:
             n = math.prod(x.shape[a] for a in axes)
-            c = x.astype(_accumulator(x))
+            c = _cast(x, _accumulator(x))
             mu = sum_(c, axis=axes, keepdims=True) / max(n, 1)
             squares = sum_(square(c - mu), axis=axes, keepdims=keepdims)
             v = squares / (n - correction) if n - correction > 0 else squares * math.nan
-            return (sqrt(v) if std else v).astype(x.dtype)
+            return _cast(sqrt(v) if std else v, x.dtype)
 
         return run
 
@@ -465,14 +472,14 @@ def _softmax(log: bool) -> Builder:
         axis = int(attrs["axis"])
 
         def run(x: Any) -> Any:
-            c = x.astype(_accumulator(x))
+            c = _cast(x, _accumulator(x))
             shifted = c - max_(c, axis=axis, keepdims=True) if c.size else c
             if log:
                 out = shifted - log_(sum_(exp(shifted), axis=axis, keepdims=True))
             else:
                 e = exp(shifted)
                 out = e / sum_(e, axis=axis, keepdims=True)
-            return out.astype(x.dtype)
+            return _cast(out, x.dtype)
 
         return run
 
@@ -486,7 +493,7 @@ def _layer_norm(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
     has_weight, has_bias = bool(attrs.get("has_weight")), bool(attrs.get("has_bias"))
 
     def run(x: Any, *params: Any) -> Any:
-        c = x.astype(_accumulator(x))
+        c = _cast(x, _accumulator(x))
         mu = mean(c, axis=axes, keepdims=True)
         var = mean(square(c - mu), axis=axes, keepdims=True)
         y = (c - mu) / sqrt(var + eps)
@@ -495,7 +502,7 @@ def _layer_norm(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
             y = y * next(it).astype(c.dtype)
         if has_bias:
             y = y + next(it).astype(c.dtype)
-        return y.astype(x.dtype)
+        return _cast(y, x.dtype)
 
     return run
 

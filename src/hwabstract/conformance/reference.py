@@ -208,7 +208,15 @@ def check_kernel(
         actual,
         expected,
         out_dtype,
-        ulps=reference_ulps(spec.name, out_dtype) if out_dtype.kind in "fc" else None,
+        ulps=(
+            reference_ulps(
+                spec.name,
+                out_dtype,
+                from_complex=any(a is not None and a.dtype.kind == "c" for a in host_inputs),
+            )
+            if out_dtype.kind in "fc"
+            else None
+        ),
         atol=atol,
         zero_sign=zero_sign,
         context=f"{where}; inputs: {_describe(host_inputs)}",

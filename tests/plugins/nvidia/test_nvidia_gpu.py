@@ -74,13 +74,19 @@ def test_an_allocation_beyond_the_gpu_raises_out_of_memory(gpu: hw.Device) -> No
 
 
 def test_cudas_own_out_of_memory_is_mapped(gpu: hw.Device) -> None:
-    """Two allocations of 60% each pass hwabstract's accounting; CUDA refuses the second."""
+    """Memory taken outside hwabstract (here a raw CUDA allocation of 60%) is invisible to
+    its accounting, so a 60% request passes it and CUDA itself refuses: that refusal must
+    arrive as OutOfMemoryError carrying CUDA's message, and lose nothing."""
     n = int(gpu.info.memory_capacity * 0.6)
-    first = hw.empty((n,), dtype=hw.uint8, device=gpu)
+    with cupy.cuda.Device(0):
+        outside = cupy.cuda.Memory(n)  # not from any pool: CUDA's cudaMalloc
+    before = gpu.memory_stats()
     with pytest.raises(OutOfMemoryError) as info:
         hw.empty((n,), dtype=hw.uint8, device=gpu)
     assert info.value.vendor_message and info.value.capacity
-    del first
+    after = gpu.memory_stats()  # the refused request is not counted
+    assert (after.in_use, after.allocations) == (before.in_use, before.allocations)
+    del outside
     hw.empty((n,), dtype=hw.uint8, device=gpu)  # the memory came back
 
 

@@ -318,3 +318,20 @@ def test_every_kernel_builds_against_cupy() -> None:
             assert callable(kernel_function(module, spec.name, attrs))
             built += 1
     assert built > len(names)
+
+
+def test_the_expectations_file_ships_and_names_single_tests() -> None:
+    """CUDA's known deviations load from the installed package, each entry one test id
+    (no wildcard that could hide other cases of a kernel) with its reason."""
+    from hwabstract_nvidia.backend import NvidiaBackend
+
+    from hwabstract.conformance.expectations import Expectations
+
+    exp = Expectations.for_backend(NvidiaBackend())
+    assert exp.source is not None and exp.source.endswith("conformance-expectations.toml")
+    assert exp.entries
+    for test, reason in exp.entries:
+        assert "*" not in test and "?" not in test and "::" in test, test
+        assert len(reason) > 40, test
+    assert exp.match("kernels::test_elementwise_special_values[hypot-float64]") is not None
+    assert exp.match("kernels::test_elementwise[add-float32-contiguous]") is None

@@ -17,6 +17,10 @@
 * **Free is stream-ordered**: a freed buffer's memory goes back to the pool only once an
   event recorded on every stream that used it has been reached, so a later allocation can
   never be handed memory a queued kernel still reads (what ``cudaFreeAsync`` guarantees).
+  Buffers used by one stream alone (the common case) share their fence: they wait in a
+  per-stream batch, which one event covers once it holds ``FENCE_BATCH`` buffers or
+  ``FENCE_BYTES`` bytes, and which goes back to the pool at once when the stream is
+  synchronized. (An event per freed temporary cost more than the kernel it followed.)
 * **Errors**: CUDA's out-of-memory becomes :class:`~hwabstract.errors.OutOfMemoryError`
   with the requested, free and total figures (after CuPy's cached blocks were released and
   the allocation retried once); a fault inside a kernel surfaces at the next synchronizing
@@ -191,6 +195,12 @@ class NvidiaEvent:
         self.timing = timing
 
 
+#: a stream's batch of freed single-stream buffers is fenced by one event at this many
+#: buffers, or at this many bytes, whichever comes first
+FENCE_BATCH = 32
+FENCE_BYTES = 256 << 20
+
+
 class _DeviceState:
     """Accounting of one GPU, and the frees waiting for their fences."""
 
@@ -202,7 +212,12 @@ class _DeviceState:
         self.allocations = 0
         #: freed memory held until every fence event is reached
         self.pending: collections.deque[tuple[Any, list[Any]]] = collections.deque()
+        #: freed memory used by one stream only, not fenced yet: stream -> [memory], bytes
+        self.unfenced: dict[NvidiaStream, tuple[list[Any], int]] = {}
         self.lock = threading.RLock()  # (re-entered when the GC frees a tensor mid-call)
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 class NvidiaBackend(Backend):
@@ -210,6 +225,8 @@ class NvidiaBackend(Backend):
 
     name = "nvidia"
     priority = 30
+    #: CuPy's and CUDA's numerics where they differ from the reference, found on an H200
+    conformance_expectations = "conformance-expectations.toml"
     environment: ClassVar[Mapping[str, str]] = {
         "HWABSTRACT_NVIDIA_MEMORY": "cap each GPU's capacity for hwabstract (default: all)",
         "HWABSTRACT_NVRTC_CACHE": "where compiled CUDA C++ kernels are cached ('off': none)",
@@ -343,7 +360,8 @@ class NvidiaBackend(Backend):
                 Feature.EVENT_TIMING,
                 Feature.CUSTOM_KERNELS,
                 Feature.DLPACK,
-                Feature.SUBNORMALS,  # CuPy compiles without -ftz: denormals are kept
+                # not SUBNORMALS: CuPy's float32 kernels flush subnormals to zero (seen on
+                # an H200 with CuPy 14.2 / CUDA 13: abs(1e-45) == 0)
             }
             if len(self._states) > 1:
                 features.add(Feature.PEER_COPY)
@@ -369,7 +387,10 @@ class NvidiaBackend(Backend):
     # -- memory ------------------------------------------------------------------------------
 
     def _on(self, index: int) -> Any:
-        """A context making ``index`` CUDA's current device."""
+        """A context making ``index`` CUDA's current device (nothing to do where the
+        process sees one GPU: it is always the current one)."""
+        if len(self._states) == 1:
+            return _NOTHING
         return self._cp.cuda.Device(index)
 
     def allocate(self, index: int, nbytes: int) -> NvidiaBuffer:
@@ -420,19 +441,22 @@ class NvidiaBackend(Backend):
         buffer.views.clear()
         state = self._states[buffer.device]
         mem, buffer.mem, buffer.owner = (buffer.mem, buffer.owner), None, None
-        fences = []
-        for stream in buffer.streams:
-            if not stream.destroyed:
-                try:
-                    with self._on(stream.device):
-                        event = self._cp.cuda.Event(block=False, disable_timing=True)
-                        event.record(stream.cuda)
-                except self._cuda_errors:
-                    # the context is lost (a sticky error): nothing queued will run again.
-                    # free runs from a finalizer, where nothing could catch the error
-                    continue
-                fences.append(event)
-        buffer.streams = []
+        streams, buffer.streams = buffer.streams, []
+        if len(streams) == 1 and not streams[0].destroyed:
+            stream = streams[0]
+            with state.lock:
+                state.in_use -= buffer.nbytes
+                state.allocations -= 1
+                batch, held = state.unfenced.get(stream) or ([], 0)
+                batch.append(mem)
+                held += buffer.nbytes
+                state.unfenced[stream] = (batch, held)
+                if len(batch) >= FENCE_BATCH or held >= FENCE_BYTES:
+                    self._fence(state, stream)
+                self._reap(state)
+            return
+        fences = [self._fence_event(s) for s in streams if not s.destroyed]
+        fences = [event for event in fences if event is not None]
         with state.lock:
             state.in_use -= buffer.nbytes
             state.allocations -= 1
@@ -440,10 +464,39 @@ class NvidiaBackend(Backend):
                 state.pending.append((mem, fences))
             self._reap(state)
 
-    @staticmethod
-    def _reap(state: _DeviceState, wait: bool = False) -> None:
+    def _fence_event(self, stream: NvidiaStream) -> Any:
+        """An event recorded on ``stream`` after everything queued on it; None where the
+        context is lost (a sticky error: nothing queued will run again). Frees run from
+        finalizers, where nothing could catch the error."""
+        try:
+            with self._on(stream.device):
+                event = self._cp.cuda.Event(block=False, disable_timing=True)
+                event.record(stream.cuda)
+        except self._cuda_errors:
+            return None
+        return event
+
+    def _fence(self, state: _DeviceState, stream: NvidiaStream) -> None:
+        """Close ``stream``'s batch of freed memory with one event (holds the lock)."""
+        batch, _ = state.unfenced.pop(stream)
+        event = self._fence_event(stream)
+        if event is not None:
+            state.pending.append((batch, [event]))
+
+    def _release_unfenced(self, stream: NvidiaStream) -> None:
+        """``stream`` has just finished everything queued on it: its unfenced batch is
+        no longer read by anything."""
+        state = self._states[stream.device]
+        with state.lock:
+            state.unfenced.pop(stream, None)
+            self._reap(state)
+
+    def _reap(self, state: _DeviceState, wait: bool = False) -> None:
         """Give the pool back the memory whose fences were reached (all of it, waiting,
-        with ``wait``). Holds the state's lock."""
+        with ``wait``: the unfenced batches too). Holds the state's lock."""
+        if wait:
+            for stream in list(state.unfenced):
+                self._fence(state, stream)
         while state.pending:
             _, fences = state.pending[0]
             if wait:
@@ -481,6 +534,7 @@ class NvidiaBackend(Backend):
         # stream: destroy_stream runs from a finalizer, where nothing could catch it.
         with contextlib.suppress(*self._cuda_errors):
             stream.cuda.synchronize()  # (fences of pending frees may sit on it)
+        self._release_unfenced(stream)
 
     def _live(self, stream: NvidiaStream) -> NvidiaStream:
         if stream.destroyed:
@@ -505,6 +559,8 @@ class NvidiaBackend(Backend):
             self._live(stream).cuda.synchronize()
         except self._cuda_errors as exc:
             raise self._cuda_error(exc, "a command queued on the stream", stream.device) from exc
+        if stream in self._states[stream.device].unfenced:
+            self._release_unfenced(stream)
 
     def stream_query(self, stream: NvidiaStream) -> bool:
         try:

@@ -123,7 +123,10 @@ class CudaKernel:
             raise KernelError(f"kernel {self.name!r}: pass a tensor argument or stream=")
         impl = device._impl
         if not isinstance(impl, NvidiaBackend):
-            raise DeviceError(f"{device.name} is not an nvidia device: CUDA kernels run on nvidia")
+            raise DeviceError(
+                f"kernel {self.name!r}: {device.name} is not an nvidia device and CUDA kernels "
+                "run only on nvidia devices; move it there with .to('nvidia:0')"
+            )
         for t in tensors:
             if t.device is not device:
                 raise DeviceError(
