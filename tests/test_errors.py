@@ -232,6 +232,58 @@ def test_stream_misuse(two_cpus: tuple[hw.Device, hw.Device]) -> None:
     outer.__exit__(None, None, None)
 
 
+@covers("WaitTimeoutError")
+def test_a_wait_for_an_event_never_reached_times_out(
+    two_cpus: tuple[hw.Device, hw.Device],
+) -> None:
+    """The misuse a timeout catches: a stream made to wait on an event that is never reached
+    (here: an event behind a stream that blocks until the test lets it go)."""
+    import threading
+
+    d0, _ = two_cpus
+    blocked, waiting = d0.create_stream(), d0.create_stream()
+    gate = threading.Event()
+    blocked.handle.submit(gate.wait, "test gate")
+    waiting.wait(blocked.record())
+    try:
+        with pytest.raises(hw.WaitTimeoutError, match=r"within 0.1 s\. Nothing is lost"):
+            waiting.synchronize(timeout=0.1)
+    finally:
+        gate.set()
+    waiting.synchronize(timeout=60)  # (a hang guard)
+
+
+class LostCpuBackend(CpuBackend):
+    """A device that is gone, as a vendor backend reports it (the Maia emulator's
+    ``lose_device`` fault is the end-to-end case: tests/reliability/test_faults.py)."""
+
+    name = "gone"
+
+    def allocate(self, index: int, nbytes: int) -> object:
+        raise hw.DeviceLostError(
+            f"allocation failed: gone:{index} is lost; free its tensors and use another device",
+            vendor_message="VENDOR_ERROR_DEVICE_REMOVED",
+        )
+
+
+@hw.hookimpl
+def _lost_backends() -> list[type[hw.Backend]]:
+    return [LostCpuBackend]
+
+
+class _LostPlugin:
+    hwabstract_backends = staticmethod(_lost_backends)
+
+
+@covers("DeviceLostError")
+def test_a_lost_device_is_reported_as_such(fresh_registry: Callable[..., Registry]) -> None:
+    fresh_registry([PluginSource("gone", lambda: _LostPlugin, "hwabstract-gone", "1.0")])
+    with pytest.raises(hw.DeviceLostError, match="gone:0 is lost; free its tensors") as info:
+        hw.zeros((4,), device="gone:0")
+    assert isinstance(info.value, hw.DeviceError)
+    assert info.value.vendor_message == "VENDOR_ERROR_DEVICE_REMOVED"
+
+
 # -- values ---------------------------------------------------------------------------------------
 
 

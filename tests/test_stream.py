@@ -225,6 +225,47 @@ def test_stream_query_reports_a_failed_command(dev: hw.Device) -> None:
     assert y.tolist() == [4, 6]
 
 
+def test_waits_accept_a_timeout_and_lose_nothing(dev: hw.Device, gate: Gate) -> None:
+    """A stream blocked behind a gate: every timed wait raises WaitTimeoutError (a
+    StreamError and a TimeoutError) instead of hanging, and the queued work still runs
+    once the gate opens."""
+    stream = dev.create_stream()
+    x = hw.asarray(np.arange(4, dtype=np.int64))
+    release = gate(stream)
+    y = hw.add(x, x, stream=stream)
+    marker = stream.record()
+    for wait in (stream.synchronize, marker.synchronize, dev.synchronize):
+        with pytest.raises(hw.WaitTimeoutError, match=r"did not finish within 0\.05 s") as info:
+            wait(timeout=0.05)
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, hw.StreamError)
+    with pytest.raises(hw.WaitTimeoutError):
+        stream.synchronize(timeout=0)  # a timeout of 0 is a poll that raises
+    release.set()
+    stream.synchronize(timeout=60)  # a hang guard, not a measurement
+    marker.synchronize(timeout=60)
+    dev.synchronize(timeout=60)
+    assert y.tolist() == [0, 2, 4, 6]
+
+
+def test_a_timed_wait_reports_a_failed_command_like_an_untimed_one(dev: hw.Device) -> None:
+    stream = dev.create_stream()
+    target = hw.asarray(np.array([2, 3], dtype=np.int64))
+    dev._impl.inject_fault(dev.index, "add")
+    hw.add(target, target, stream=stream)
+    with pytest.raises(hw.KernelError, match="kernel 'add' failed on cpu:0"):
+        stream.synchronize(timeout=60)
+    assert hw.add(target, target, stream=stream).tolist() == [4, 6]
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "1", True])
+def test_a_bad_timeout_is_a_stream_error(dev: hw.Device, bad: object) -> None:
+    stream = dev.create_stream()
+    with pytest.raises(hw.StreamError, match="timeout must be"):
+        stream.synchronize(timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(hw.StreamError, match="timeout must be"):
+        dev.synchronize(timeout=bad)  # type: ignore[arg-type]
+
+
 def test_wait_takes_an_event(dev: hw.Device) -> None:
     with pytest.raises(hw.StreamError, match="takes an Event, got Stream"):
         dev.default_stream.wait(dev.create_stream())  # type: ignore[arg-type]

@@ -66,6 +66,7 @@ from .dtypes import bool_ as bool  # the Array API name
 from .errors import (
     BackendUnavailableError,
     DeviceError,
+    DeviceLostError,
     DLPackError,
     DTypeError,
     HwAbstractError,
@@ -76,6 +77,7 @@ from .errors import (
     ShapeError,
     StreamError,
     UnsupportedError,
+    WaitTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -239,6 +241,7 @@ __all__ = [
     "Device",
     "DeviceError",
     "DeviceInfo",
+    "DeviceLostError",
     "Event",
     "Feature",
     "HwAbstractError",
@@ -255,6 +258,7 @@ __all__ = [
     "StreamError",
     "Tensor",
     "UnsupportedError",
+    "WaitTimeoutError",
     "__array_api_version__",
     "__array_namespace_info__",
     "__version__",

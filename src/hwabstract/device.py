@@ -110,14 +110,23 @@ class Device:
         """A snapshot of this device's memory accounting."""
         return self._impl.memory_stats(self.index)
 
-    def synchronize(self) -> None:
-        """Block until the work queued on every stream of this device has finished."""
+    def synchronize(self, timeout: float | None = None) -> None:
+        """Block until the work queued on every stream of this device has finished; with
+        ``timeout`` (seconds, for all the streams together), raise
+        :class:`~hwabstract.errors.WaitTimeoutError` if it has not by then."""
+        import time
+
+        from .stream import check_timeout
+
+        timeout = check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             streams = list(self._streams)
         first_error: BaseException | None = None
         for stream in streams:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                stream.synchronize()
+                stream.synchronize(timeout=left)
             except Exception as exc:  # keep waiting for the other streams, then report
                 if first_error is None:
                     first_error = exc

@@ -17,6 +17,7 @@ __all__ = [
     "DLPackError",
     "DTypeError",
     "DeviceError",
+    "DeviceLostError",
     "HwAbstractError",
     "InvalidIndexError",
     "KernelError",
@@ -25,6 +26,7 @@ __all__ = [
     "ShapeError",
     "StreamError",
     "UnsupportedError",
+    "WaitTimeoutError",
 ]
 
 
@@ -67,6 +69,12 @@ class PluginError(HwAbstractError):
 
 class DeviceError(HwAbstractError):
     """An unknown device was named, or tensors on different devices were combined."""
+
+
+class DeviceLostError(DeviceError):
+    """The device is gone (a hardware reset, a removed card, a lost driver context): the
+    data it held and the work queued on it are lost, and every later use of it raises this.
+    Freeing its tensors still works. Use another device; a new process may find it again."""
 
 
 class OutOfMemoryError(HwAbstractError, MemoryError):
@@ -118,6 +126,12 @@ class KernelError(HwAbstractError):
 
 class StreamError(HwAbstractError):
     """A stream or event was misused: wrong device, destroyed, or a queued command failed."""
+
+
+class WaitTimeoutError(StreamError, TimeoutError):
+    """A wait given a ``timeout`` (``Stream.synchronize``, ``Event.synchronize``,
+    ``Device.synchronize``) ran out before the work finished. Nothing is lost: the work is
+    still queued and a later wait can succeed."""
 
 
 class DTypeError(HwAbstractError, TypeError):

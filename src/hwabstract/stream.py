@@ -11,12 +11,15 @@ A writes, record an event on A and make B wait for it. Two conveniences go beyon
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .backend import Feature
-from .errors import StreamError, UnsupportedError
+from .errors import StreamError, UnsupportedError, WaitTimeoutError
 
 if TYPE_CHECKING:
     from .device import Device
@@ -24,6 +27,49 @@ if TYPE_CHECKING:
 __all__ = ["Event", "Stream", "current_stream"]
 
 _tls = threading.local()
+
+#: the first and the longest sleep between two polls of a timed wait, in seconds
+_POLL_FIRST, _POLL_MAX = 20e-6, 2e-3
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """``timeout`` validated: None (wait for ever) or a finite number of seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise StreamError(
+            f"timeout must be a number of seconds or None, got {type(timeout).__name__}"
+        )
+    if not math.isfinite(timeout) or timeout < 0:
+        raise StreamError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
+    return float(timeout)
+
+
+def timed_wait(
+    reached: Callable[[], bool], block: Callable[[], None], timeout: float | None, what: str
+) -> None:
+    """Wait for ``what``: ``block()`` at once without a timeout; with one, poll
+    ``reached()`` (sleeping 20 µs, doubling up to 2 ms) until it is true, then ``block()``
+    -- which returns at once and reports a failed command exactly as an untimed wait
+    would -- or raise :class:`WaitTimeoutError` at the deadline. Needs nothing from the
+    backend beyond its query, so every backend's waits accept a timeout."""
+    timeout = check_timeout(timeout)
+    if timeout is None:
+        block()
+        return
+    deadline = time.monotonic() + timeout
+    pause = _POLL_FIRST
+    while not reached():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeoutError(
+                f"{what} did not finish within {round(timeout, 3):g} s. Nothing is lost: the "
+                "work is still queued; wait again (with a longer timeout or none), or look for "
+                "a stream waiting on an event that is never reached"
+            )
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _POLL_MAX)
+    block()
 
 
 def _stacks() -> dict[Device, list[Stream]]:
@@ -88,9 +134,17 @@ class Stream:
             )
         self.device._impl.stream_wait_event(self._handle, event._handle)
 
-    def synchronize(self) -> None:
-        """Block until all work queued on this stream has finished."""
-        self.device._impl.stream_synchronize(self._handle)
+    def synchronize(self, timeout: float | None = None) -> None:
+        """Block until all work queued on this stream has finished; with ``timeout``
+        (seconds), raise :class:`~hwabstract.errors.WaitTimeoutError` if it has not by
+        then (the work stays queued)."""
+        impl, handle = self.device._impl, self._handle
+        timed_wait(
+            lambda: bool(impl.stream_query(handle)),
+            lambda: impl.stream_synchronize(handle),
+            timeout,
+            f"the work queued on {self!r}",
+        )
 
     def query(self) -> bool:
         """True if all work queued on this stream has finished."""
@@ -137,9 +191,16 @@ class Event:
         """True if the event has been reached."""
         return bool(self.device._impl.event_query(self._handle))
 
-    def synchronize(self) -> None:
-        """Block until the event has been reached."""
-        self.device._impl.event_synchronize(self._handle)
+    def synchronize(self, timeout: float | None = None) -> None:
+        """Block until the event has been reached; with ``timeout`` (seconds), raise
+        :class:`~hwabstract.errors.WaitTimeoutError` if it has not been by then."""
+        impl, handle = self.device._impl, self._handle
+        timed_wait(
+            lambda: bool(impl.event_query(handle)),
+            lambda: impl.event_synchronize(handle),
+            timeout,
+            f"the work before an event of {self.stream!r}",
+        )
 
     def elapsed_time(self, end: Event) -> float:
         """Milliseconds of device time from this event to ``end`` (both are waited for).

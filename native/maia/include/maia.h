@@ -67,7 +67,8 @@ typedef enum maia_status {
     MAIA_ERROR_HOST_OUT_OF_MEMORY = 13, /* the host could not allocate runtime bookkeeping */
     MAIA_ERROR_SYSTEM = 14,             /* a system call failed (thread creation, mmap) */
     MAIA_ERROR_LIMIT = 15,              /* too many queues / handles */
-    MAIA_ERROR_LEAKED_RESOURCES = 16    /* maia_shutdown released objects the caller still held */
+    MAIA_ERROR_LEAKED_RESOURCES = 16,   /* maia_shutdown released objects the caller still held */
+    MAIA_ERROR_DEVICE_LOST = 17         /* the device is gone (maia_fault_lose_device) */
 } maia_status;
 
 /* ---- runtime -------------------------------------------------------------------------- */
@@ -280,6 +281,13 @@ MAIA_API maia_status maia_fault_fail_kernel(int32_t device, const char *kernel);
 /* Every command of `queue` is delayed by `us` microseconds of host time before executing
  * (0 = none). Env: HWABSTRACT_MAIA_QUEUE_DELAY_US (every new queue). */
 MAIA_API maia_status maia_fault_queue_delay(uint64_t queue, uint32_t us);
+/* The device is lost, as after a hardware reset or a removed card, for the rest of the
+ * runtime: commands still queued on it are dropped without running (events are still
+ * reached, so nothing waits for ever), and every later call that would use it -- allocate,
+ * queue a command, synchronize or query its queues or events, create a queue -- returns
+ * MAIA_ERROR_DEVICE_LOST. Releasing its buffers, queues and events still works, so nothing
+ * leaks; the other devices are unaffected. */
+MAIA_API maia_status maia_fault_lose_device(int32_t device);
 
 /* ---- timeline trace ------------------------------------------------------------------- *
  * Each device keeps a ring buffer of the commands its queues executed, one entry per command,

@@ -83,6 +83,7 @@ typedef struct device {
     uint64_t alloc_attempts, fail_alloc_at;
     char fail_kernel[MAIA_MAX_KERNEL_NAME + 1];
     atomic_int fault_armed;
+    atomic_int lost; /* maia_fault_lose_device: for good */
     /* queues of this device (under mu) */
     queue **queues;
     int nqueues, creating, queue_serial; /* queues has room for max_queues_per_device */
@@ -115,6 +116,8 @@ extern uint64_t g_handle_secret;
 /* NULL + message when not initialized */
 runtime *rt_get(void);
 maia_status rt_device(int32_t index, device **out);
+/* MAIA_OK, or MAIA_ERROR_DEVICE_LOST with the message when device `d` is lost. */
+maia_status dev_check_lost(const device *d, const char *what);
 
 /* memory.c */
 maia_status dev_memory_init(device *d, uint64_t capacity);

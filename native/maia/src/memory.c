@@ -129,6 +129,8 @@ maia_status maia_malloc(int32_t index, uint64_t nbytes, uint64_t *out) {
     if (st) return st;
     if (!out) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_malloc: buffer is NULL");
     *out = 0;
+    st = dev_check_lost(d, "maia_malloc");
+    if (st) return st;
     uint64_t need = nbytes == 0 ? ALIGN : nbytes;
     if (need > UINT64_MAX - ALIGN) return oom(d, nbytes, need, "");
     need = (need + ALIGN - 1) / ALIGN * ALIGN;

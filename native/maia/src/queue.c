@@ -166,6 +166,23 @@ static void q_release(queue *q) {
     pthread_mutex_unlock(&g_rt->qmu);
 }
 
+/* q_acquire for a call that uses the queue's device: refused once the device is lost. */
+static maia_status q_acquire_live(uint64_t h, queue **out, const char *what) {
+    maia_status st = q_acquire(h, out, what);
+    if (st) return st;
+    st = dev_check_lost((*out)->dev, what);
+    if (st) q_release(*out);
+    return st;
+}
+
+/* An event of a lost device reports the loss (a user event belongs to no device). */
+static maia_status ev_check_lost(const event *ev, const char *what) {
+    if (ev->user) return MAIA_OK;
+    int index = handle_device(ev->queue_handle);
+    if (index < 0 || index >= g_rt->ndev) return MAIA_OK;
+    return dev_check_lost(&g_rt->devs[index], what);
+}
+
 static maia_status ev_acquire(uint64_t h, event **out, const char *what) {
     runtime *rt = rt_get();
     if (!rt) return MAIA_ERROR_NOT_INITIALIZED;
@@ -501,7 +518,13 @@ static void *worker_main(void *arg) {
         maia_trace_entry te;
         int tracing = (int)atomic_load_explicit(&d->trace_on, memory_order_relaxed);
         if (tracing) memset(&te, 0, sizeof te);
-        execute(q, c, tracing ? &te : NULL);
+        if (c->kind <= C_KERNEL && atomic_load(&d->lost)) {
+            /* the device is gone: its copies and kernels are dropped without running, while
+             * records and waits still run, so every event is reached and nothing hangs */
+            if (tracing) tracing = 0;
+        } else {
+            execute(q, c, tracing ? &te : NULL);
+        }
         uint64_t seq = c->seq;
         cmd_recycle(q, c); /* releases block references before completion is visible */
         int64_t t1 = now_ns();
@@ -568,6 +591,8 @@ maia_status maia_queue_create(int32_t index, uint64_t *out) {
     if (st) return st;
     if (!out) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "maia_queue_create: queue is NULL");
     *out = 0;
+    st = dev_check_lost(d, "maia_queue_create");
+    if (st) return st;
     queue *q = calloc(1, sizeof *q);
     if (!q) return maia_set_error(MAIA_ERROR_HOST_OUT_OF_MEMORY, "maia_queue_create: host out of memory");
     q->dev = d;
@@ -687,13 +712,14 @@ maia_status maia_queue_synchronize(uint64_t h) {
     if (st) return st;
     wait_completed(q, atomic_load(&q->submitted));
     st = take_error(q);
+    if (!st) st = dev_check_lost(q->dev, "maia_queue_synchronize");
     q_release(q);
     return st;
 }
 
 maia_status maia_queue_query(uint64_t h) {
     queue *q;
-    maia_status st = q_acquire(h, &q, "maia_queue_query");
+    maia_status st = q_acquire_live(h, &q, "maia_queue_query");
     if (st) return st;
     st = take_error(q);
     if (!st) {
@@ -756,7 +782,7 @@ maia_status maia_device_synchronize(int32_t index) {
     }
     free(hs);
     maia_clear_error();
-    return MAIA_OK;
+    return dev_check_lost(d, "maia_device_synchronize");
 }
 
 /* ---- commands ------------------------------------------------------------------------- */
@@ -850,7 +876,7 @@ maia_status maia_copy_h2d(uint64_t qh, const maia_buffer_view *dst, const void *
                           uint64_t nbytes) {
     const char *what = "maia_copy_h2d";
     queue *q;
-    maia_status st = q_acquire(qh, &q, what);
+    maia_status st = q_acquire_live(qh, &q, what);
     if (st) return st;
     cmd *c;
     st = host_copy_prepare(q, C_H2D, dst, src, nbytes, 1, what, &c);
@@ -887,7 +913,7 @@ maia_status maia_copy_h2d(uint64_t qh, const maia_buffer_view *dst, const void *
 maia_status maia_copy_d2h(uint64_t qh, void *dst, uint64_t nbytes, const maia_buffer_view *src) {
     const char *what = "maia_copy_d2h";
     queue *q;
-    maia_status st = q_acquire(qh, &q, what);
+    maia_status st = q_acquire_live(qh, &q, what);
     if (st) return st;
     cmd *c;
     st = host_copy_prepare(q, C_D2H, src, dst, nbytes, 0, what, &c);
@@ -899,7 +925,7 @@ maia_status maia_copy_d2h(uint64_t qh, void *dst, uint64_t nbytes, const maia_bu
 maia_status maia_copy_d2d(uint64_t qh, const maia_buffer_view *dst, const maia_buffer_view *src) {
     const char *what = "maia_copy_d2d";
     queue *q;
-    maia_status st = q_acquire(qh, &q, what);
+    maia_status st = q_acquire_live(qh, &q, what);
     if (st) return st;
     if (!dst || !src) {
         q_release(q);
@@ -962,7 +988,7 @@ maia_status maia_launch(uint64_t qh, const char *kernel, const maia_buffer_view 
                         const maia_attrs *attrs) {
     const char *what = "maia_launch";
     queue *q;
-    maia_status st = q_acquire(qh, &q, what);
+    maia_status st = q_acquire_live(qh, &q, what);
     if (st) return st;
     size_t klen = kernel ? strnlen(kernel, MAIA_MAX_KERNEL_NAME + 1) : 0;
     if (!kernel || klen == 0 || klen > MAIA_MAX_KERNEL_NAME || n_inputs < 0 ||
@@ -1028,7 +1054,7 @@ maia_status maia_event_record(uint64_t qh, uint64_t *out) {
     if (!out) return maia_set_error(MAIA_ERROR_INVALID_ARGUMENT, "%s: event is NULL", what);
     *out = 0;
     queue *q;
-    maia_status st = q_acquire(qh, &q, what);
+    maia_status st = q_acquire_live(qh, &q, what);
     if (st) return st;
     event *ev = event_new(0);
     cmd *c = cmd_new(q, C_RECORD);
@@ -1095,7 +1121,7 @@ maia_status maia_user_event_signal(uint64_t h) {
 maia_status maia_queue_wait_event(uint64_t qh, uint64_t eh) {
     const char *what = "maia_queue_wait_event";
     queue *q;
-    maia_status st = q_acquire(qh, &q, what);
+    maia_status st = q_acquire_live(qh, &q, what);
     if (st) return st;
     event *ev;
     st = ev_acquire(eh, &ev, what);
@@ -1119,7 +1145,8 @@ maia_status maia_event_query(uint64_t h) {
     event *ev;
     maia_status st = ev_acquire(h, &ev, "maia_event_query");
     if (st) return st;
-    st = atomic_load(&ev->done_fast) ? MAIA_OK : MAIA_NOT_READY;
+    st = ev_check_lost(ev, "maia_event_query");
+    if (!st) st = atomic_load(&ev->done_fast) ? MAIA_OK : MAIA_NOT_READY;
     event_unref(ev);
     return st;
 }
@@ -1146,6 +1173,7 @@ maia_status maia_event_synchronize(uint64_t h) {
     qerror *e = ev->err;
     pthread_mutex_unlock(&ev->mu);
     if (e && !atomic_exchange(&e->reported, 1)) st = maia_set_error(e->status, "%s", e->msg);
+    if (!st) st = ev_check_lost(ev, "maia_event_synchronize");
     event_unref(ev);
     return st;
 }

@@ -48,6 +48,7 @@ const char *maia_status_name(int status) {
     case MAIA_ERROR_SYSTEM: return "MAIA_ERROR_SYSTEM";
     case MAIA_ERROR_LIMIT: return "MAIA_ERROR_LIMIT";
     case MAIA_ERROR_LEAKED_RESOURCES: return "MAIA_ERROR_LEAKED_RESOURCES";
+    case MAIA_ERROR_DEVICE_LOST: return "MAIA_ERROR_DEVICE_LOST";
     default: return "MAIA_STATUS_UNKNOWN";
     }
 }
@@ -283,6 +284,7 @@ maia_status maia_init(const maia_config *cfg_in) {
             snprintf(d->fail_kernel, sizeof d->fail_kernel, "%s", fail_kernel);
         }
         atomic_store(&d->fault_armed, fail_kernel != NULL);
+        atomic_init(&d->lost, 0);
         rt->ndev++;
     }
     g_rt = rt;
@@ -397,6 +399,23 @@ maia_status maia_fault_fail_allocation(int32_t index, uint64_t nth) {
     d->fail_alloc_at = nth ? d->alloc_attempts + nth : 0;
     pthread_mutex_unlock(&d->mu);
     return MAIA_OK;
+}
+
+maia_status maia_fault_lose_device(int32_t index) {
+    device *d = NULL;
+    maia_status st = rt_device(index, &d);
+    if (st) return st;
+    atomic_store(&d->lost, 1);
+    return MAIA_OK;
+}
+
+maia_status dev_check_lost(const device *d, const char *what) {
+    if (!atomic_load(&d->lost)) return MAIA_OK;
+    return maia_set_error(MAIA_ERROR_DEVICE_LOST,
+                          "%s: device %d is lost (an injected fault, as after a hardware reset "
+                          "or a removed card): the data it held and the work queued on it are "
+                          "gone. Release its objects and use another device",
+                          what, d->index);
 }
 
 maia_status maia_fault_fail_kernel(int32_t index, const char *kernel) {

@@ -417,6 +417,56 @@ static void test_error_reported_once_queue_reusable(void) {
     RT_DOWN();
 }
 
+/* A lost device: queued work is dropped without running, events are still reached (a queue
+ * waiting on one does not hang), every call that uses the device says it is lost, releases
+ * still work (the shutdown finds no leak), and the other device is unaffected. */
+static void test_lost_device(void) {
+    rt_up(2, 4);
+    enum { N = 64 };
+    uint64_t q0, q1, a, b, u;
+    float out[N];
+    CHECK_OK(maia_queue_create(0, &q0));
+    CHECK_OK(maia_queue_create(1, &q1));
+    CHECK_OK(maia_malloc(0, N * 4, &a));
+    CHECK_OK(maia_malloc(1, N * 4, &b));
+    CHECK_OK(maia_user_event_create(&u));
+    CHECK_OK(maia_queue_wait_event(q0, u)); /* holds q0's work back until u is signalled */
+    launch_fill(q0, a, N, 2.0);             /* queued before the loss: dropped */
+    uint64_t e0;
+    CHECK_OK(maia_event_record(q0, &e0));
+    CHECK_OK(maia_fault_lose_device(0));
+    CHECK_OK(maia_user_event_signal(u));
+    CHECK_ST(maia_queue_synchronize(q0), MAIA_ERROR_DEVICE_LOST);
+    CHECK_MSG_HAS("device 0 is lost");
+    CHECK_ST(maia_event_synchronize(e0), MAIA_ERROR_DEVICE_LOST); /* reached: no hang */
+    CHECK_ST(maia_event_query(e0), MAIA_ERROR_DEVICE_LOST);
+    CHECK_ST(maia_queue_query(q0), MAIA_ERROR_DEVICE_LOST);
+    uint64_t c;
+    CHECK_ST(maia_malloc(0, N * 4, &c), MAIA_ERROR_DEVICE_LOST);
+    CHECK(c == 0);
+    maia_buffer_view va = view1(a, MAIA_FLOAT32, N, 0);
+    CHECK_ST(maia_copy_d2h(q0, out, N * 4, &va), MAIA_ERROR_DEVICE_LOST);
+    CHECK_ST(maia_launch(q0, "fill", NULL, 0, &va, 1, NULL), MAIA_ERROR_DEVICE_LOST);
+    uint64_t e1, q2;
+    CHECK_ST(maia_event_record(q0, &e1), MAIA_ERROR_DEVICE_LOST);
+    CHECK_ST(maia_queue_create(0, &q2), MAIA_ERROR_DEVICE_LOST);
+    CHECK_ST(maia_device_synchronize(0), MAIA_ERROR_DEVICE_LOST);
+    CHECK(strcmp(maia_status_name(MAIA_ERROR_DEVICE_LOST), "MAIA_ERROR_DEVICE_LOST") == 0);
+    /* the other device works */
+    launch_fill(q1, b, N, 3.0);
+    read_back(q1, b, out, N);
+    CHECK(all_equal(out, N, 3.0f));
+    CHECK_OK(maia_device_synchronize(1));
+    /* releases work: nothing leaks */
+    CHECK_OK(maia_event_destroy(e0));
+    CHECK_OK(maia_event_destroy(u));
+    CHECK_OK(maia_free(0, a));
+    CHECK_OK(maia_free(1, b));
+    CHECK_OK(maia_queue_destroy(q0));
+    CHECK_OK(maia_queue_destroy(q1));
+    RT_DOWN();
+}
+
 static void add_case(uint64_t q, uint64_t a, uint64_t b, uint64_t o, int n) {
     maia_buffer_view in[2] = {view1(a, MAIA_FLOAT32, n, 0), view1(b, MAIA_FLOAT32, n, 0)};
     maia_buffer_view out = view1(o, MAIA_FLOAT32, n, 0);
@@ -811,6 +861,7 @@ int main(void) {
     RUN(test_fences_order_work);
     RUN(test_error_reported_once_queue_reusable);
     RUN(test_fault_injection_kernel_and_delay);
+    RUN(test_lost_device);
     RUN(test_stream_ordered_free);
     RUN(test_many_threads);
     RUN(test_destroy_and_shutdown_drain);

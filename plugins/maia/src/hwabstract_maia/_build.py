@@ -287,3 +287,4 @@ ffibuilder.set_source(
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
+maia_status maia_fault_lose_device(int32_t device);

@@ -32,6 +32,7 @@ from hwabstract import (
     Capabilities,
     DeviceError,
     DeviceInfo,
+    DeviceLostError,
     DTypeError,
     DTypeSupport,
     Feature,
@@ -97,6 +98,7 @@ _INVALID_ARGUMENT = 2
 _OUT_OF_MEMORY = 6
 _KERNEL_FAILED = 12
 _HOST_OUT_OF_MEMORY = 13
+_DEVICE_LOST = 17
 
 
 def _load() -> tuple[Any, Any]:
@@ -272,6 +274,12 @@ class MaiaBackend(Backend):
             )
         if status == _HOST_OUT_OF_MEMORY:
             raise OutOfMemoryError(where, 0, None, None, vendor_message=f"{name}: {message}")
+        if status == _DEVICE_LOST:
+            raise DeviceLostError(
+                f"{what} failed: the Maia device is lost, with the data it held and the work "
+                "queued on it; free its tensors and use another device",
+                vendor_message=f"{name}: {message}",
+            )
         raise error(f"{what} failed on {where}: {message} ({name})", vendor_message=message)
 
     # -- discovery ---------------------------------------------------------------------------
@@ -546,6 +554,18 @@ class MaiaBackend(Backend):
         disarms); it is reported by the stream's next synchronizing call."""
         name = _ffi.NULL if kernel is None else kernel.encode()
         self._check(_lib.maia_fault_fail_kernel(self._device(index), name), "fault", index)
+
+    def inject_queue_delay(self, stream: MaiaStream, us: int) -> None:
+        """Every command of ``stream`` waits ``us`` microseconds of host time before it
+        runs (0: none): a slow queue."""
+        if not 0 <= us < 2**32:
+            raise ValueError(f"us must be 0..2**32-1 microseconds, got {us}")
+        self._check(_lib.maia_fault_queue_delay(stream.handle, us), "fault", stream.device)
+
+    def lose_device(self, index: int) -> None:
+        """Device ``index`` is lost for the rest of the process, as after a hardware reset:
+        queued work is dropped, every later use raises DeviceLostError, frees still work."""
+        self._check(_lib.maia_fault_lose_device(self._device(index)), "fault", index)
 
     def inject_allocation_fault(self, index: int, nth: int) -> None:
         """The ``nth`` allocation from now on device ``index`` fails as out of memory."""
