@@ -738,32 +738,35 @@ def test_a_sticky_error_says_the_context_is_lost(gpu: fake_cupy.FakeGpu) -> None
     s = dev.create_stream()
     x = hw.ones((16,), dtype=hw.float32, device=dev)
     gpu.fail(0, "cudaErrorIllegalAddress")  # a kernel touched a bad address
-    with pytest.raises(KernelError, match="context is unusable") as info:
+    with pytest.raises(hw.DeviceLostError, match="context is unusable") as info:
         s.synchronize()
     assert "cudaErrorIllegalAddress" in str(info.value)
+    assert isinstance(info.value, hw.DeviceError)  # the device is lost for this process
     assert info.value.vendor_message == (
         "CUDARuntimeError: cudaErrorIllegalAddress: an illegal memory access was encountered"
     )
-    with pytest.raises(KernelError, match="context is unusable"):
+    with pytest.raises(hw.DeviceLostError, match="context is unusable"):
         s.query()
     # every later call fails the same way, mapped: kernels (CuPy launches them through the
     # driver API: CUDA_ERROR_ILLEGAL_ADDRESS), copies, events
-    with pytest.raises(KernelError, match=r"kernel 'add' failed on nvidia:0.*is unusable") as k:
+    with pytest.raises(
+        hw.DeviceLostError, match=r"kernel 'add' failed on nvidia:0.*is unusable"
+    ) as k:
         hw.add(x, x, out=x)
     assert "CUDADriverError: CUDA_ERROR_ILLEGAL_ADDRESS" in (k.value.vendor_message or "")
-    with pytest.raises(KernelError, match=r"copy to the host failed.*is unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"copy to the host failed.*is unusable"):
         x.numpy()
     impl, handle = dev._impl, dev.default_stream.handle
-    with pytest.raises(KernelError, match=r"copy to the device failed.*is unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"copy to the device failed.*is unusable"):
         impl.copy_from_host(handle, x._operand(), np.ones(16, np.float32))
-    with pytest.raises(KernelError, match=r"device-to-device copy failed.*is unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"device-to-device copy failed.*is unusable"):
         impl.copy(handle, x._operand(), x[::-1]._operand())
-    with pytest.raises(KernelError, match=r"peer copy failed.*is unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"peer copy failed.*is unusable"):
         y = hw.ones((16,), dtype=hw.float32, device="nvidia:1")
         impl.copy_peer(handle, x._operand(), y._operand())
-    with pytest.raises(KernelError, match=r"recording an event failed.*is unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"recording an event failed.*is unusable"):
         s.record()
-    with pytest.raises(KernelError, match=r"DLPack export failed.*is unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"DLPack export failed.*is unusable"):
         x.__dlpack__(max_version=(1, 0))  # (the consumer's stream would wait on an event)
     # nvidia:1 is another context: unaffected
     np.testing.assert_array_equal(hw.ones((2,), dtype=hw.int8, device="nvidia:1").numpy(), 1)
@@ -805,7 +808,7 @@ def test_a_non_sticky_error_is_reported_once(gpu: fake_cupy.FakeGpu) -> None:
 
 def test_a_sticky_error_during_an_allocation_is_mapped(gpu: fake_cupy.FakeGpu) -> None:
     gpu.fail(0, "cudaErrorLaunchFailure")
-    with pytest.raises(KernelError, match=r"an allocation failed on nvidia:0.*unusable"):
+    with pytest.raises(hw.DeviceLostError, match=r"an allocation failed on nvidia:0.*unusable"):
         hw.empty((1 << 16,), dtype=hw.uint8, device="nvidia:0")
     assert hw.device("nvidia:0").memory_stats().in_use == 0
 

@@ -25,7 +25,8 @@
   with the requested, free and total figures (after CuPy's cached blocks were released and
   the allocation retried once); a fault inside a kernel surfaces at the next synchronizing
   call as :class:`~hwabstract.errors.KernelError` with CUDA's error name. CUDA's *sticky*
-  errors (an illegal address, say) leave the context unusable: the message says so.
+  errors (an illegal address, say) leave the context unusable for the rest of the process:
+  they are :class:`~hwabstract.errors.DeviceLostError`, and the message says so.
 
 Environment:
 
@@ -61,6 +62,7 @@ from hwabstract.backend import (
 from hwabstract.errors import (
     BackendUnavailableError,
     DeviceError,
+    DeviceLostError,
     KernelError,
     OutOfMemoryError,
     StreamError,
@@ -541,17 +543,23 @@ class NvidiaBackend(Backend):
             raise StreamError("the stream was destroyed; create a new one")
         return stream
 
-    def _cuda_error(self, exc: BaseException, what: str, device: int) -> KernelError:
+    def _cuda_error(
+        self, exc: BaseException, what: str, device: int
+    ) -> KernelError | DeviceLostError:
+        """CUDA's error as ours: a *sticky* one leaves the context unusable for the rest of
+        the process -- for hwabstract the device is lost (DeviceLostError); any other is a
+        failed command (KernelError)."""
         text = f"{type(exc).__name__}: {exc}"
-        sticky = any(name in text for name in STICKY)
-        advice = (
-            "CUDA reports this error as sticky: the GPU context is unusable from now on, and "
-            "the process must be restarted"
-            if sticky
-            else "tensors written by the failing command hold undefined values"
-        )
+        if any(name in text for name in STICKY):
+            return DeviceLostError(
+                f"{what} failed on nvidia:{device}: {exc}; CUDA reports this error as sticky: "
+                "the GPU context is unusable from now on, and the process must be restarted",
+                vendor_message=text,
+            )
         return KernelError(
-            f"{what} failed on nvidia:{device}: {exc}; {advice}", vendor_message=text
+            f"{what} failed on nvidia:{device}: {exc}; tensors written by the failing command "
+            "hold undefined values",
+            vendor_message=text,
         )
 
     def stream_synchronize(self, stream: NvidiaStream) -> None:
