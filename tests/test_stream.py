@@ -266,6 +266,26 @@ def test_a_bad_timeout_is_a_stream_error(dev: hw.Device, bad: object) -> None:
         dev.synchronize(timeout=bad)  # type: ignore[arg-type]
 
 
+def test_a_read_on_another_stream_leaves_the_writers_failure_to_the_writer(
+    dev: hw.Device,
+) -> None:
+    """Reading, on stream B, a tensor stream A wrote orders B after A -- without reporting
+    A's failed command in B's call (a failure is reported once: it would be lost to A).
+    Found by tests/reliability/test_stress.py."""
+    a, b = dev.create_stream(), dev.create_stream()
+    x = hw.asarray(np.array([2, 3], dtype=np.int64))
+    dev.synchronize()
+    dev._impl.inject_fault(dev.index, "add")
+    y = hw.add(x, x, stream=a)  # fails on the device
+    done = dev.create_stream()  # wait until a has run, without asking a (which would report)
+    done.wait(a.record())
+    done.synchronize(timeout=60)
+    hw.multiply(y, 1, stream=b)  # reads y: ordered after a, and not a's error to report
+    b.synchronize(timeout=60)
+    with pytest.raises(hw.KernelError, match="kernel 'add' failed"):
+        a.synchronize(timeout=60)
+
+
 def test_wait_takes_an_event(dev: hw.Device) -> None:
     with pytest.raises(hw.StreamError, match="takes an Event, got Stream"):
         dev.default_stream.wait(dev.create_stream())  # type: ignore[arg-type]

@@ -350,8 +350,10 @@ def launch(
         result = Tensor._wrap(storage, out_dtype, plan.result_shape, plan.result_strides)
     if plan.result_size:
         device._impl.launch(stream.handle, spec.name, inputs, [result._operand()], plan.attrs)
-    storage = result._storage
-    storage.last_stream = stream  # (Storage.mark_written, inlined on this hot path)
+    storage = result._storage  # (Storage.mark_written, inlined on this hot path)
+    stream._writes += 1
+    storage.last_stream = stream
+    storage.written = stream._writes
     storage.synced = ()
     return result
 

@@ -91,9 +91,21 @@ def current_stream(device: Device) -> Stream:
 class Stream:
     """An in-order queue of commands on one device. Create with ``device.create_stream()``."""
 
-    __slots__ = ("__weakref__", "_finalizer", "_handle", "device", "is_default")
+    __slots__ = (
+        "__weakref__",
+        "_finalizer",
+        "_finished",
+        "_handle",
+        "_writes",
+        "device",
+        "is_default",
+    )
 
     def __init__(self, device: Device, handle: Any, *, is_default: bool = False) -> None:
+        #: writes queued on this stream so far, and how many of them a host wait has seen
+        #: finish: a read on another stream needs no event for a write the host waited for
+        self._writes = 0
+        self._finished = 0
         self.device = device
         self._handle = handle
         self.is_default = is_default
@@ -139,12 +151,14 @@ class Stream:
         (seconds), raise :class:`~hwabstract.errors.WaitTimeoutError` if it has not by
         then (the work stays queued)."""
         impl, handle = self.device._impl, self._handle
+        writes = self._writes
         timed_wait(
             lambda: bool(impl.stream_query(handle)),
             lambda: impl.stream_synchronize(handle),
             timeout,
             f"the work queued on {self!r}",
         )
+        self._finished = max(self._finished, writes)
 
     def query(self) -> bool:
         """True if all work queued on this stream has finished."""

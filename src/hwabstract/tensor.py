@@ -39,24 +39,28 @@ def contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
 class Storage:
     """One device allocation, shared by a tensor and its views. Freed when unreferenced.
 
-    ``last_stream`` is the stream of the last command that wrote it; ``synced`` (weak
-    references to) the streams already ordered after that write. Reading it on another
-    stream first makes that stream wait for the write (see :meth:`order_before`).
+    ``last_stream`` is the stream of the last command that wrote it, ``written`` that
+    write's number on it; ``synced`` (weak references to) the streams already ordered after
+    that write. Reading it on another stream first makes that stream wait for the write
+    (see :meth:`order_before`).
     """
 
-    __slots__ = ("__weakref__", "buffer", "device", "last_stream", "nbytes", "synced")
+    __slots__ = ("__weakref__", "buffer", "device", "last_stream", "nbytes", "synced", "written")
 
     def __init__(self, device: Device, nbytes: int, buffer: Any = None) -> None:
         self.device = device
         self.nbytes = nbytes
         self.buffer = None
         self.last_stream: Stream | None = None
+        self.written = 0
         self.synced: tuple[weakref.ref[Stream], ...] = ()
         self.buffer = device._impl.allocate(device.index, nbytes) if buffer is None else buffer
 
     def mark_written(self, stream: Stream) -> None:
         """Record that a command queued on ``stream`` writes this storage."""
+        stream._writes += 1
         self.last_stream = stream
+        self.written = stream._writes
         self.synced = ()
 
     def order_before(self, stream: Stream) -> None:
@@ -67,11 +71,14 @@ class Storage:
         writer = self.last_stream
         if writer is None or writer is stream or any(r() is stream for r in self.synced):
             return
-        if not writer.query():  # (a finished write needs no ordering)
-            if writer.device._impl is stream.device._impl:
-                stream.wait(writer.record(timing=False))
-            else:
-                writer.synchronize()  # another backend: no device-side event orders them
+        if writer._finished >= self.written:
+            pass  # a host wait saw the write finish: nothing to order
+        elif writer.device._impl is stream.device._impl:
+            # an event, not writer.query(): a query would report a failure of the writer's
+            # -- once, so lost to the writer -- in the reader's call
+            stream.wait(writer.record(timing=False))
+        else:
+            writer.synchronize()  # another backend: no device-side event orders them
         self.synced = (*self.synced, weakref.ref(stream))  # weak: must not pin streams
 
     def __del__(self, _finalizing: Any = sys.is_finalizing) -> None:

@@ -381,3 +381,48 @@ def test_inject_fault_needs_a_positive_count() -> None:
     dev = hw.device("cpu")
     with pytest.raises(ValueError, match="at least 1"):
         dev._impl.inject_fault(dev.index, None, count=0)
+
+
+# found by tests/reliability/test_stress.py
+def test_cpu_frees_are_fenced_by_streams_created_concurrently(
+    gate: Callable[[hw.Stream], threading.Event],
+) -> None:
+    """The cpu backend fences a freed block against every live stream before reusing it.
+    Its list of streams was updated read-copy-assign without a lock, so threads creating
+    streams at once lost some of them: a block freed while a lost stream still had a copy
+    from it queued went straight back to the pool, the next allocation of its size got it,
+    and the copy read the new owner's data. A tiny switch interval makes the lost update
+    likely (dozens of 320 streams); with the lock none is lost."""
+    dev = hw.device("cpu:0")
+    streams: list[hw.Stream] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        mine = [dev.create_stream() for _ in range(40)]
+        with lock:
+            streams.extend(mine)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        creators = [threading.Thread(target=create) for _ in range(8)]
+        for th in creators:
+            th.start()
+        for th in creators:
+            th.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not any(th.is_alive() for th in creators), "stream creation hung"
+    want = np.arange(1024, dtype=np.int32)
+    wrong = 0
+    for s in streams:
+        x = hw.asarray(want, device=dev, stream=s)
+        s.synchronize()
+        opened = gate(s)
+        y = hw.asarray(x, copy=True, stream=s)  # queued behind the gate
+        del x  # freed while the copy that reads it is queued
+        z = hw.asarray(np.full(1024, -1, np.int32), device=dev, stream=dev.default_stream)
+        opened.set()
+        if not (np.array_equal(y.numpy(), want) and (z.numpy() == -1).all()):
+            wrong += 1
+    assert wrong == 0, f"{wrong} of {len(streams)} streams read a freed block reused too early"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -208,3 +211,39 @@ def test_normalize_axes_errors(axis: object, ndim: int, message: str) -> None:
 def test_normalize_axes_uses_the_given_parameter_name() -> None:
     with pytest.raises(ShapeError, match=r"^axes 5 is out of range"):
         normalize_axes(5, 2, name="axes")
+
+
+# found by tests/reliability/test_stress.py
+_FIRST_USE = """
+import threading
+from hwabstract.kernels import all_specs, get_spec
+
+barrier = threading.Barrier(8)
+seen = []
+def first_use():
+    barrier.wait()
+    try:
+        seen.append(len(all_specs()) and get_spec("sum") and len(all_specs()))
+    except Exception as exc:
+        seen.append(f"{type(exc).__name__}: {exc}")
+threads = [threading.Thread(target=first_use) for _ in range(8)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join(60)
+print(sorted(map(str, seen)), len(all_specs()))
+"""
+
+
+def test_kernel_specs_load_completely_for_concurrent_first_users() -> None:
+    """Eight threads of a fresh interpreter that first touch the kernel set at once must
+    all see every spec. (In a program that starts workers which first use hwabstract
+    together: ``no kernel named 'sum'``, or a device capability manifest built from a
+    partial set -- "cpu:0 does not implement multiply() for int32" -- which
+    ``Device.capabilities`` then caches for good.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_USE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    seen, full = done.stdout.rsplit(" ", 1)
+    assert seen == str([full.strip()] * 8), f"8 first users saw {seen}; the full set is {full}"

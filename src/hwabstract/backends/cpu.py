@@ -353,8 +353,11 @@ class CpuBackend(Backend):
         self._caps: Capabilities | None = None
         self._stream_names = itertools.count()
         #: every live stream of the backend: freed blocks are fenced against all of them.
-        #: (A list of weak references: iterating a WeakSet on every free is slower.)
+        #: (A list of weak references: iterating a WeakSet on every free is slower.) Replaced,
+        #: never mutated, under ``_streams_lock``: threads create streams concurrently, and a
+        #: stream missing from it would let a block its queued commands use be reused.
         self._streams: list[weakref.ref[CpuStream]] = []
+        self._streams_lock = threading.Lock()
         #: per kernel name: (ufunc fast path or None, NumPy reference)
         self._kernels: dict[str, tuple[Any, Any]] = {}
 
@@ -483,8 +486,9 @@ class CpuBackend(Backend):
         stream = CpuStream(
             index, f"hwabstract-{self.name}{index}-stream{next(self._stream_names)}", self.name
         )
-        self._streams = [r for r in self._streams if r() is not None]
-        self._streams.append(weakref.ref(stream))
+        ref = weakref.ref(stream)
+        with self._streams_lock:
+            self._streams = [*(r for r in self._streams if r() is not None), ref]
         return stream
 
     def destroy_stream(self, stream: CpuStream) -> None:

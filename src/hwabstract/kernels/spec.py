@@ -19,6 +19,7 @@ the core from other operations; backends never receive them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -108,12 +109,19 @@ def all_specs() -> tuple[KernelSpec, ...]:
 
 
 _loaded = False
+#: held while the kernel modules register their specs: a thread that finds the set not
+#: loaded waits for the one loading it instead of seeing it half-registered (re-entrant:
+#: a module being imported may itself look up a spec)
+_loading = threading.RLock()
 
 
 def _ensure_loaded() -> None:
     global _loaded
-    if not _loaded:
-        _loaded = True
+    if _loaded:
+        return
+    with _loading:
+        if _loaded:
+            return
         from . import (  # noqa: F401
             cumulative,
             elementwise,
@@ -125,6 +133,8 @@ def _ensure_loaded() -> None:
             reduction,
             sorting,
         )
+
+        _loaded = True
 
 
 # --- shared rules -----------------------------------------------------------------------------
