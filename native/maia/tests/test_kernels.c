@@ -1045,6 +1045,7 @@ int main(void) {
     test_matmul();
     test_nn();
     test_invalid();
+    maia_kernel_shutdown(); /* join the pool's workers: none is left running at exit */
     printf("test_kernels: %ld checks, %ld failed\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
 }

@@ -13,6 +13,18 @@ Where the C sources are found, first match wins:
 
 setuptools wants source paths relative to the project directory, so sources found outside
 it are mirrored into ``build/libmaia`` (ignored by git) before compiling.
+
+``HWABSTRACT_MAIA_SANITIZE=address`` builds the extension under AddressSanitizer and
+UndefinedBehaviorSanitizer (``-fsanitize=address,undefined -fno-sanitize-recover=all``, with
+frame pointers and ``-g``), for the sanitized conformance run (tox env
+``conformance-maia-asan``, see docs/reliability.md). Such a module loads only into a
+process whose first library is the compiler's ASan runtime: run Python with
+``LD_PRELOAD=$(gcc -print-file-name=libasan.so)`` and ``ASAN_OPTIONS=detect_leaks=0`` (the
+interpreter's own allocations would otherwise be reported as leaks). Unset, empty or
+``none``: an ordinary build. The setting is written into the generated C source, so
+switching it recompiles even in a reused ``build/`` directory; still build a sanitized
+module from its own copy of the project (as the tox env does) when ordinary builds of the
+same checkout may run at the same time.
 """
 
 from __future__ import annotations
@@ -61,6 +73,21 @@ def _in_project(native: Path) -> Path:
     return mirror.relative_to(_PROJECT)
 
 
+def _sanitize_flags() -> tuple[list[str], list[str]]:
+    """(extra compile args, extra link args) that ``HWABSTRACT_MAIA_SANITIZE`` asks for."""
+    mode = os.environ.get("HWABSTRACT_MAIA_SANITIZE", "").strip().lower()
+    if mode in ("", "none", "0"):
+        return [], []
+    if mode == "address":
+        san = "-fsanitize=address,undefined"
+        return [san, "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g"], [san]
+    raise RuntimeError(
+        f"HWABSTRACT_MAIA_SANITIZE={mode!r} is not supported: use 'address' "
+        "(AddressSanitizer + UndefinedBehaviorSanitizer) or leave it unset"
+    )
+
+
+SANITIZE_COMPILE, SANITIZE_LINK = _sanitize_flags()
 NATIVE = _in_project(_native_dir())
 _ROOT = _PROJECT / NATIVE
 SOURCES = sorted(
@@ -268,6 +295,7 @@ maia_status maia_user_event_signal(uint64_t event);
 maia_status maia_fault_fail_allocation(int32_t device, uint64_t nth);
 maia_status maia_fault_fail_kernel(int32_t device, const char *kernel);
 maia_status maia_fault_queue_delay(uint64_t queue, uint32_t us);
+maia_status maia_fault_lose_device(int32_t device);
 
 int maia_kernel_supports(const char *kernel, int32_t dtype);
 const char *const *maia_kernel_names(void);
@@ -277,14 +305,15 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "hwabstract_maia._maia",
-    '#include "maia.h"\n',
+    '#include "maia.h"\n'
+    # the sanitizer flags in the generated source: a changed setting rebuilds the module
+    + (f"/* built with {' '.join(SANITIZE_COMPILE)} */\n" if SANITIZE_COMPILE else ""),
     sources=SOURCES,
     include_dirs=[(NATIVE / "include").as_posix(), (NATIVE / "src").as_posix()],
-    extra_compile_args=["-std=c11", "-O2", "-pthread", "-fvisibility=hidden"],
-    extra_link_args=["-pthread"],
+    extra_compile_args=["-std=c11", "-O2", "-pthread", "-fvisibility=hidden", *SANITIZE_COMPILE],
+    extra_link_args=["-pthread", *SANITIZE_LINK],
     libraries=["m"],
 )
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)
-maia_status maia_fault_lose_device(int32_t device);
