@@ -126,3 +126,10 @@ def test_synchronize_reports_a_failure_after_waiting_for_all_streams(
     assert slow.query() and failing.query()
     assert y.tolist() == [4, 6]
     dev.synchronize()  # the failure was reported once
+
+
+def test_a_device_without_a_performance_model_has_no_queue_timeline() -> None:
+    dev = hw.device("cpu:0")
+    assert dev.queue_timeline() is None
+    dev.clear_queue_timeline()  # a no-op, not an error
+    assert dev.create_stream().queue_number is None

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
 import hwabstract as hw
-from hwabstract import dispatch
 
 
 def test_one_plan_per_signature() -> None:
     x = hw.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
     hw.add(x, x)
-    before = len(dispatch._PLANS)
+    plans = x.device._plans
+    before = len(plans)
     for _ in range(5):
         hw.add(x, x)
-    assert len(dispatch._PLANS) == before  # reused
+    assert len(plans) == before  # reused
     hw.add(x, x[0])  # another signature (broadcast shape)
-    assert len(dispatch._PLANS) == before + 1
+    assert len(plans) == before + 1
+
+
+def test_cached_plans_do_not_keep_a_dropped_device_alive() -> None:
+    from hwabstract.registry import Registry
+
+    registry = Registry()
+    device = registry.device("cpu")
+    stream = device.create_stream()
+    x = hw.asarray(np.ones(4, np.float32), device=device, stream=stream)
+    assert hw.exp(x, stream=stream).tolist() == [pytest.approx(np.e)] * 4
+    assert device._plans  # the launch made (and cached) a plan
+    ref = weakref.ref(device)
+    del registry, device, stream, x
+    gc.collect()
+    assert ref() is None
 
 
 def test_scalar_values_are_checked_on_every_call() -> None:

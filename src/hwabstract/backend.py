@@ -49,6 +49,7 @@ __all__ = [
     "Limits",
     "MemoryStats",
     "Operand",
+    "TimelineEntry",
 ]
 
 #: The contract level this core implements.
@@ -153,6 +154,28 @@ class Capabilities:
 
     def supports_kernel(self, name: str, dt: DType) -> bool:
         return dt in self.kernels.get(name, ())
+
+
+@attrs.frozen
+class TimelineEntry:
+    """One command a device's queue executed, on the clock of the backend's performance
+    model (see :meth:`Backend.queue_timeline`). Not a measurement: what the modeled hardware
+    would have taken."""
+
+    queue: int  #: the backend's number of the queue (``Stream.queue_number``)
+    name: str  #: the kernel's name, or what the command was ("copy h2d", "wait", ...)
+    kind: str  #: ``"kernel"``, ``"copy"``, ``"sync"`` (waits, events) or ``"other"``
+    start_us: float  #: modeled start, microseconds on the queue's modeled clock
+    duration_us: float  #: modeled duration, microseconds
+    nbytes: int = 0  #: bytes the command moved
+    flops: float = 0.0  #: floating-point operations it performed
+    failed: bool = False  #: the command failed (its error went to the stream)
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in ("kernel", "copy", "sync", "other"):
+            raise ValueError(
+                f"TimelineEntry.kind must be kernel, copy, sync or other, got {self.kind!r}"
+            )
 
 
 class Operand(NamedTuple):
@@ -367,6 +390,23 @@ class Backend(abc.ABC):
     def host_view(self, operand: Operand) -> np.ndarray | None:
         """A NumPy view of the operand's memory if the host can address it directly, else
         None. Used for zero-copy DLPack export to CPU consumers."""
+        return None
+
+    # -- queue timeline of a performance model (optional) ----------------------------------
+
+    def queue_timeline(self, index: int) -> Sequence[TimelineEntry] | None:
+        """The commands device ``index`` has executed since the timeline was last cleared,
+        oldest first within each queue, on the modeled clock of the backend's performance
+        model; None (the default) when the backend models no time. A backend implementing
+        it declares :attr:`Feature.MODELED_TIME` and implements :meth:`clear_queue_timeline`
+        and :meth:`stream_queue_number`. Called after the device was synchronized."""
+        return None
+
+    def clear_queue_timeline(self, index: int) -> None:  # noqa: B027 - optional hook
+        """Forget what :meth:`queue_timeline` of device ``index`` would return so far."""
+
+    def stream_queue_number(self, stream: Any) -> int | None:
+        """The queue number :class:`TimelineEntry` uses for ``stream``'s commands, or None."""
         return None
 
     # -- DLPack on device memory (optional) -------------------------------------------------

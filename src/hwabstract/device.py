@@ -6,7 +6,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, Capabilities, DeviceInfo, MemoryStats
+from .backend import Backend, Capabilities, DeviceInfo, MemoryStats, TimelineEntry
 from .stream import Stream
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class Device:
         "_impl",
         "_info",
         "_lock",
+        "_plans",
         "_registry",
         "_streams",
         "backend",
@@ -43,6 +44,9 @@ class Device:
     _default_stream: Stream | None
     _streams: weakref.WeakSet[Stream]
     _lock: threading.Lock
+    #: dispatch's validated plans for this device, by kernel signature (hwabstract.dispatch):
+    #: kept here so that they, and what they refer to, go when the device goes
+    _plans: dict[tuple[Any, ...], Any]
     backend: str  #: the backend's name
     index: int  #: the device's index within its backend
     name: str  #: ``"backend:index"``
@@ -63,6 +67,7 @@ class Device:
         self._default_stream = None
         self._streams = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._plans = {}
         return self
 
     @property
@@ -132,6 +137,20 @@ class Device:
                     first_error = exc
         if first_error is not None:
             raise first_error
+
+    def queue_timeline(self) -> list[TimelineEntry] | None:
+        """What this device's queues executed on the clock of its performance model -- one
+        :class:`~hwabstract.backend.TimelineEntry` per command, since the last
+        :meth:`clear_queue_timeline` -- or None where the device models no time (only
+        emulators do; see ``docs/backends/maia.md``). Waits for the device first, so every
+        submitted command is in it. A modeled timeline, not a measurement of this host."""
+        self.synchronize()
+        entries = self._impl.queue_timeline(self.index)
+        return None if entries is None else list(entries)
+
+    def clear_queue_timeline(self) -> None:
+        """Start :meth:`queue_timeline` afresh (a no-op where the device models no time)."""
+        self._impl.clear_queue_timeline(self.index)
 
     def __repr__(self) -> str:
         return f"<hwabstract.Device {self.name} ({self.info.name})>"

@@ -177,7 +177,9 @@ class _Plan(NamedTuple):
     outputs: tuple[tuple[tuple[int, ...], DType], ...]
 
 
-_PLANS: dict[tuple[Any, ...], _Plan] = {}
+#: Validated plans are cached per device (``Device._plans``, keyed by kernel, signature and
+#: attributes), so that a device -- and its registry and backend -- is not kept alive by the
+#: cache after the program has dropped it; at most this many per device.
 _PLANS_MAX = 4096
 
 
@@ -289,19 +291,19 @@ def launch(
     else:
         stream = resolve_stream(device, stream)
 
-    key: tuple[Any, ...] | None = (
-        spec, device, tuple(signature), tuple(attrs.items()) if attrs else ()
-    )  # fmt: skip
+    key: tuple[Any, ...] | None = (spec, tuple(signature), tuple(attrs.items()) if attrs else ())
+    plans: dict[tuple[Any, ...], _Plan] = device._plans
+    plan: _Plan | None
     try:
-        plan = _PLANS.get(key)  # type: ignore[arg-type]
+        plan = plans.get(key)  # type: ignore[arg-type]
     except TypeError:  # an unhashable attribute (e.g. a list axis): validate every time
         key, plan = None, None
     if plan is None:
         plan = _make_plan(spec, device, operands, attrs)
         if key is not None:
-            if len(_PLANS) >= _PLANS_MAX:
-                _PLANS.clear()
-            _PLANS[key] = plan
+            if len(plans) >= _PLANS_MAX:
+                plans.clear()
+            plans[key] = plan
 
     # operands -> tensors (scalars become cached 0-d tensors in the dtype they are used in)
     tensors: list[Tensor] = []

@@ -116,6 +116,12 @@ class Stream:
         """The backend's own stream handle (for interoperating with the vendor runtime)."""
         return self._handle
 
+    @property
+    def queue_number(self) -> int | None:
+        """The number this stream's commands carry in :meth:`Device.queue_timeline
+        <hwabstract.Device.queue_timeline>`, or None where the device keeps no timeline."""
+        return self.device._impl.stream_queue_number(self._handle)
+
     def record(self, *, timing: bool | None = None) -> Event:
         """Queue an event on this stream and return it. ``timing`` defaults to whether the
         device declares event timing."""

@@ -79,6 +79,7 @@ typedef struct device {
     block *free_list;
     htable buffers;
     uint64_t in_use, requested, peak, pending, live, total_allocs;
+    uint64_t poisoned_end; /* under AddressSanitizer: the arena's shadow is set below this */
     /* fault injection (under mu) */
     uint64_t alloc_attempts, fail_alloc_at;
     char fail_kernel[MAIA_MAX_KERNEL_NAME + 1];

@@ -10,6 +10,40 @@
 
 #define ALIGN ((uint64_t)MAIA_ALLOC_ALIGNMENT)
 
+/* Under AddressSanitizer the arena is one mmap, invisible to ASan's allocator: a kernel
+ * writing past its buffer into a neighbour, into alignment padding or into freed memory
+ * would go unseen. So the bytes no live buffer may touch are poisoned -- each allocation's
+ * padding past the requested size, and every block when it is freed -- and an access to
+ * them is reported like a heap overflow or a use after free. (Never-allocated arena is left
+ * unpoisoned: poisoning it would commit shadow for the whole reservation.) Views are
+ * bounds-checked against the requested size (mem_resolve_view), so a correct kernel never
+ * touches a poisoned byte. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MAIA_ASAN_ARENA 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MAIA_ASAN_ARENA 1
+#endif
+#endif
+#ifdef MAIA_ASAN_ARENA
+#include <sanitizer/asan_interface.h>
+static void arena_poison(device *d, uint64_t off, uint64_t size) {
+    if (!size) return;
+    ASAN_POISON_MEMORY_REGION(d->base + off, (size_t)size);
+    if (off + size > d->poisoned_end) d->poisoned_end = off + size;
+}
+static void arena_unpoison(device *d, uint64_t off, uint64_t size) {
+    if (size) ASAN_UNPOISON_MEMORY_REGION(d->base + off, (size_t)size);
+}
+#else
+static void arena_poison(device *d, uint64_t off, uint64_t size) {
+    (void)d, (void)off, (void)size;
+}
+static void arena_unpoison(device *d, uint64_t off, uint64_t size) {
+    (void)d, (void)off, (void)size;
+}
+#endif
+
 static block *block_new(device *d, uint64_t off, uint64_t size) {
     block *b = calloc(1, sizeof *b);
     if (!b) return NULL;
@@ -73,6 +107,10 @@ void dev_memory_destroy(device *d, uint64_t *live, uint64_t *bytes) {
     }
     d->blocks = d->free_list = NULL;
     ht_destroy(&d->buffers);
+    /* the address range goes back to the system: leave no poisoned shadow behind for
+     * whatever is mapped there next */
+    if (d->base) arena_unpoison(d, 0, d->poisoned_end);
+    d->poisoned_end = 0;
     if (d->base) munmap(d->base, (size_t)d->capacity);
     d->base = NULL;
 }
@@ -80,6 +118,7 @@ void dev_memory_destroy(device *d, uint64_t *live, uint64_t *bytes) {
 /* Return a block to the free list, merging with free neighbours. Caller holds d->mu. */
 static void block_release(device *d, block *b) {
     block *p = b->prev, *n = b->next;
+    arena_poison(d, b->off, b->size);
     if (n && n->state == BLK_FREE) {
         free_list_remove(d, n);
         b->size += n->size;
@@ -179,6 +218,8 @@ maia_status maia_malloc(int32_t index, uint64_t nbytes, uint64_t *out) {
     free_list_remove(d, best);
     best->state = BLK_USED;
     best->requested = nbytes;
+    arena_unpoison(d, best->off, nbytes);
+    arena_poison(d, best->off + nbytes, need - nbytes);
     best->refs = 0;
     d->in_use += need;
     d->requested += nbytes;

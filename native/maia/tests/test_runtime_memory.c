@@ -4,6 +4,18 @@
 #include <stdlib.h>
 
 #include "runtime_check.h"
+#include "maia_internal.h" /* mem_resolve_view: the arena address of a buffer */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifdef TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
 
 static void test_not_initialized(void) {
     int32_t n = -1;
@@ -302,6 +314,53 @@ static void test_shutdown_reports_leaks(void) {
     CHECK(!maia_is_initialized());
 }
 
+#ifdef TEST_ASAN
+/* The arena address of buffer h (a 1-byte view at offset 0, released at once). */
+static unsigned char *arena_address(uint64_t h) {
+    maia_buffer_view v = {0};
+    v.buffer = h;
+    v.dtype = MAIA_UINT8;
+    v.ndim = 1;
+    v.shape[0] = 1;
+    v.strides[0] = 1;
+    void *data = NULL;
+    block *b = NULL;
+    if (mem_resolve_view(&v, 0, &data, &b, NULL, "test") != MAIA_OK) return NULL;
+    mem_release_ref(b);
+    return data;
+}
+#endif
+
+static void test_asan_poisons_padding_and_freed_blocks(void) {
+#ifndef TEST_ASAN
+    /* (only meaningful under AddressSanitizer: make test-sanitize) */
+    CHECK(1);
+#else
+    rt_up(1, 1);
+    uint64_t a, b;
+    CHECK_OK(maia_malloc(0, 100, &a)); /* 100 bytes in a 256-byte block */
+    CHECK_OK(maia_malloc(0, 256, &b));
+    unsigned char *pa = arena_address(a), *pb = arena_address(b);
+    CHECK(pa && pb && pb == pa + 256);
+    CHECK(__asan_region_is_poisoned(pa, 100) == NULL);      /* a's bytes: usable */
+    CHECK(__asan_address_is_poisoned(pa + 100));            /* its padding: not */
+    CHECK(__asan_region_is_poisoned(pa + 100, 156) == pa + 100);
+    CHECK(__asan_region_is_poisoned(pb, 256) == NULL);      /* b: no padding */
+    CHECK_OK(maia_free(0, a));
+    CHECK(__asan_address_is_poisoned(pa));                  /* freed: use after free */
+    CHECK(__asan_region_is_poisoned(pb, 256) == NULL);      /* the neighbour is untouched */
+    uint64_t c;
+    CHECK_OK(maia_malloc(0, 64, &c)); /* best fit reuses a's block */
+    CHECK(arena_address(c) == pa);
+    CHECK(__asan_region_is_poisoned(pa, 64) == NULL && __asan_address_is_poisoned(pa + 64));
+    CHECK_OK(maia_free(0, c));
+    CHECK_OK(maia_free(0, b));
+    CHECK(__asan_address_is_poisoned(pb) && __asan_address_is_poisoned(pb + 255));
+    RT_DOWN();
+    CHECK(__asan_region_is_poisoned(pa, 512) == NULL); /* unmapped: no stale poison left */
+#endif
+}
+
 int main(void) {
     unsetenv("HWABSTRACT_MAIA_DEVICES");
     unsetenv("HWABSTRACT_MAIA_MEMORY");
@@ -319,5 +378,6 @@ int main(void) {
     RUN(test_handle_misuse);
     RUN(test_fault_fail_nth_allocation);
     RUN(test_shutdown_reports_leaks);
+    RUN(test_asan_poisons_padding_and_freed_blocks);
     return CHECK_REPORT();
 }

@@ -321,3 +321,29 @@ def test_many_views_of_one_buffer_each_launch_on_their_own_elements(dev: hw.Devi
             out = hw.empty(view.shape, dtype=hw.float32, device=dev)
             hw.add(view, view, out=out)
             np.testing.assert_array_equal(out.numpy(), expected + expected)
+
+
+def test_dropped_registries_release_their_devices_and_queues() -> None:
+    """Every registry has its own maia backend and streams, each stream a libmaia queue (64
+    per device). A registry the program drops -- after launching kernels, which caches
+    dispatch plans for its devices -- must give its queues back, or registries made one
+    after another run out of queues."""
+    import gc
+    import weakref
+
+    from hwabstract.registry import Registry
+
+    from .conftest import maia_source
+
+    refs = []
+    for i in range(40):  # 2 queues each (default stream + one): 80 > 64 if any were kept
+        registry = Registry(sources=[maia_source()])
+        device = registry.device("maia:0")
+        stream = device.create_stream()
+        x = hw.asarray(np.full(4, float(i), np.float32), device=device, stream=stream)
+        assert hw.add(x, x, stream=stream).tolist() == [2.0 * i] * 4
+        assert hw.exp(x).device is device  # (on the default stream)
+        refs.append(weakref.ref(device))
+        del registry, device, stream, x
+        gc.collect()
+    assert [r() for r in refs] == [None] * len(refs)

@@ -143,3 +143,71 @@ def test_trace_capacity_failed_commands_and_bad_clock(tmp_path: Path) -> None:
         assert impl.trace_entries(0) == []
     finally:
         impl.set_trace_capacity(4096)
+
+
+# -- the contract's view: Device.queue_timeline, Stream.queue_number ------------------------------
+
+
+def test_queue_timeline_is_the_trace_on_the_modeled_clock() -> None:
+    impl, expected, nbytes = _workload()
+    for index in (0, 1):
+        dev = hw.device(f"maia:{index}")
+        timeline = dev.queue_timeline()
+        assert timeline is not None
+        raw = impl.trace_entries(index)
+        assert len(timeline) == len(raw)
+        for entry, e in zip(timeline, raw):
+            assert entry.queue == e["queue_index"] and entry.name == e["name"]
+            assert entry.start_us == e["modeled_start_ps"] / 1e6
+            assert entry.duration_us == e["modeled_duration_ps"] / 1e6
+            assert entry.nbytes == e["bytes"] and entry.flops == e["flops"]
+            assert not entry.failed
+        names: dict[int, list[str]] = defaultdict(list)
+        for entry in timeline:
+            names[entry.queue].append(entry.name)
+        assert dict(names) == {q: v for (d, q), v in expected.items() if d == index}
+        copy = next(e for e in timeline if e.name == "copy h2d")
+        assert copy.kind == "copy" and copy.nbytes == nbytes
+        assert copy.duration_us == pytest.approx(nbytes / HOST_LINK * 1e6 + COPY_LAUNCH_US)
+        assert {e.kind for e in timeline if e.name in ("matmul", "exp", "tanh")} == {"kernel"}
+
+
+def test_stream_queue_number_names_its_commands_and_clear_forgets() -> None:
+    dev = hw.device("maia:0")
+    dev.synchronize()
+    dev.clear_queue_timeline()
+    assert dev.queue_timeline() == []
+    a, b = dev.create_stream(), dev.create_stream()
+    assert a.queue_number is not None and b.queue_number is not None
+    assert a.queue_number != b.queue_number
+    x = hw.asarray(np.ones(8, np.float32), device=dev, stream=a)
+    hw.exp(x, stream=a)
+    b.wait(a.record(timing=False))
+    hw.tanh(x, stream=b)
+    timeline = dev.queue_timeline()  # waits for the device itself
+    assert timeline is not None
+    by_queue = {q: [e.name for e in timeline if e.queue == q] for q in {e.queue for e in timeline}}
+    assert by_queue[a.queue_number][:2] == ["copy h2d", "exp"]
+    assert "tanh" in by_queue[b.queue_number] and "wait" in by_queue[b.queue_number]
+    assert next(e for e in timeline if e.name == "wait").kind == "sync"
+    # b's wait held its clock until a's work was done: tanh starts after exp ends
+    exp = next(e for e in timeline if e.name == "exp")
+    tanh = next(e for e in timeline if e.name == "tanh")
+    assert tanh.start_us >= exp.start_us + exp.duration_us
+    dev.clear_queue_timeline()
+    assert dev.queue_timeline() == []
+
+
+def test_a_failed_command_is_marked_in_the_timeline() -> None:
+    dev = hw.device("maia:0")
+    dev.synchronize()
+    dev.clear_queue_timeline()
+    s = dev.create_stream()
+    x = hw.asarray(np.ones(8, np.float32), device=dev, stream=s)
+    dev._impl.inject_kernel_fault(0, "exp")
+    hw.exp(x, stream=s)
+    with pytest.raises(hw.KernelError):
+        s.synchronize()
+    timeline = dev.queue_timeline()
+    assert timeline is not None
+    assert [(e.name, e.failed) for e in timeline] == [("copy h2d", False), ("exp", True)]

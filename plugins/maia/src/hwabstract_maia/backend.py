@@ -45,6 +45,7 @@ from hwabstract import (
     StreamError,
     UnsupportedError,
 )
+from hwabstract.backend import TimelineEntry
 from hwabstract.dtypes import DType, all_dtypes
 
 __all__ = ["MaiaBackend", "MaiaBuffer", "MaiaEvent", "MaiaStream"]
@@ -641,6 +642,31 @@ class MaiaBackend(Backend):
                     }
                 )
         return out
+
+    # the contract's view of the same ring (Device.queue_timeline)
+
+    def queue_timeline(self, index: int) -> list[TimelineEntry]:
+        """The trace ring of device ``index`` on the modeled clock, as the contract's
+        :class:`~hwabstract.backend.TimelineEntry` (``Device.queue_timeline()``)."""
+        return [
+            TimelineEntry(
+                queue=e["queue_index"],
+                name=e["name"],
+                kind=self._TRACE_KINDS[e["kind"]] if 0 <= e["kind"] < 6 else "other",
+                start_us=e["modeled_start_ps"] / 1e6,
+                duration_us=e["modeled_duration_ps"] / 1e6,
+                nbytes=e["bytes"],
+                flops=e["flops"],
+                failed=e["status"] != "ok",
+            )
+            for e in self.trace_entries(index)
+        ]
+
+    def clear_queue_timeline(self, index: int) -> None:
+        self.clear_trace(index)
+
+    def stream_queue_number(self, stream: MaiaStream) -> int:
+        return self.stream_queue_index(stream)
 
     def export_trace(self, path: Any, *, clock: str = "modeled", index: int | None = None) -> int:
         """Write the recorded queue timelines as Chrome trace-event JSON (open it in
