@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -566,3 +567,76 @@ def test_a_reader_closing_the_pipe_early_gets_no_traceback() -> None:
         os.close(write_end)
     assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr
     assert proc.returncode == 141
+
+
+# -- new-plugin ---------------------------------------------------------------------------------
+
+
+def test_new_plugin_generates_the_project_and_says_what_next(
+    capsys: pytest.CaptureFixture[str], mixed: Registry, tmp_path: Path
+) -> None:
+    target = tmp_path / "plugin"
+    code, out, err = run(capsys, "new-plugin", "vendorx", "--output", str(target))
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"created hwabstract-vendorx in {target} (the vendorx backend, contract API level "
+        f"{hw.API_LEVEL}):"
+    )
+    assert "  src/hwabstract_vendorx/backend.py" in lines and "  tox.ini" in lines
+    assert "hwabstract conformance vendorx" in " ".join(lines)
+    assert (target / "src" / "hwabstract_vendorx" / "backend.py").is_file()
+
+
+def test_new_plugin_json(
+    capsys: pytest.CaptureFixture[str], cpu_only: Registry, tmp_path: Path
+) -> None:
+    code, data = run_json(capsys, "new-plugin", "vendorx", "--output", str(tmp_path / "p"))
+    assert code == 0
+    assert data == {
+        "name": "vendorx",
+        "package": "hwabstract_vendorx",
+        "distribution": "hwabstract-vendorx",
+        "api_level": hw.API_LEVEL,
+        "path": str((tmp_path / "p").resolve()),
+        "files": data["files"],
+    }
+    assert "pyproject.toml" in data["files"]
+    assert all((tmp_path / "p" / f).is_file() for f in data["files"])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Vendor-X", "plugin name 'Vendor-X' is not valid"),
+        ("cpu", "plugin name 'cpu' is the name of hwabstract's own cpu backend"),
+        # a plugin that failed to import, or is disabled, still holds its name
+        ("broken", "a backend or plugin named 'broken' is already installed here"),
+        ("muted", "a backend or plugin named 'muted' is already installed here"),
+    ],
+)
+def test_new_plugin_refuses_a_name_with_exit_2(
+    capsys: pytest.CaptureFixture[str], mixed: Registry, tmp_path: Path, name: str, message: str
+) -> None:
+    code, out, err = run(capsys, "new-plugin", name, "--output", str(tmp_path / "p"))
+    assert code == 2 and out == ""
+    assert err.startswith(f"hwabstract: error: {message}")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "p").exists()
+
+
+def test_new_plugin_refuses_a_directory_that_is_not_empty(
+    capsys: pytest.CaptureFixture[str], cpu_only: Registry, tmp_path: Path
+) -> None:
+    (tmp_path / "keep.txt").write_text("mine", encoding="utf-8")
+    code, out, err = run(capsys, "new-plugin", "vendorx", "--output", str(tmp_path))
+    assert code == 2 and out == ""
+    assert "the directory is not empty (keep.txt)" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_new_plugin_without_a_name_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["new-plugin"])
+    assert exc.value.code == 2
+    assert "the following arguments are required: NAME" in capsys.readouterr().err

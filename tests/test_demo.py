@@ -315,8 +315,10 @@ def test_result_is_json_ready(cpu_only: Registry) -> None:
     assert data["config"] == attrs.asdict(SMALL)
     assert set(data["devices"][0]) == {
         "device", "description", "standin", "standin_for", "status", "reason", "wall_ms",
-        "event_ms", "modeled_ms", "max_abs_error", "max_abs_diff_baseline",
+        "event_ms", "modeled_ms", "max_abs_error", "max_abs_diff_baseline", "timeline",
+        "queues",
     }  # fmt: skip
+    assert data["devices"][0]["timeline"] is None  # the cpu backend models no time
 
 
 def test_nan_output_is_a_mismatch_and_serializes_as_null() -> None:

@@ -1,6 +1,8 @@
 """The ``hwabstract`` command (also ``python -m hwabstract``).
 
-Subcommands: ``backends``, ``devices``, ``info DEVICE``, ``doctor`` and ``demo``. Each prints
+Subcommands: ``backends``, ``devices``, ``info DEVICE``, ``doctor``, ``demo``, ``conformance``,
+``main-job`` (the demo and the conformance matrix in one HTML report) and ``new-plugin NAME``.
+Each prints
 an aligned table by default and machine-readable JSON with ``--json`` (the keys are
 documented in ``docs/cli.md`` and stable). Errors raised by the SDK print one line on stderr
 and exit with status 2; ``doctor`` exits 1 when nothing works, ``demo`` when a device
@@ -606,8 +608,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
         return EXIT_OK if result.ok else EXIT_PROBLEM
+    _print_demo(result)
+    return EXIT_OK if result.ok else EXIT_PROBLEM
 
-    c = config
+
+def _print_demo(result: Any) -> None:
+    """The demo's table, notes and verdict (``hwabstract demo``, ``hwabstract main-job``)."""
+    c = result.config
     _say(
         f"hwabstract demo: a transformer block (layer_norm, matmul, softmax, gelu) on "
         f"{c.batches} batches of {c.batch_size}x{c.seq_len}x{c.d_model} float32. On each "
@@ -660,7 +667,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         bad = [r.device for r in result.runs if r.status in ("mismatch", "error")]
         _say(f"result: FAILED on {', '.join(bad) or 'every device (none could run)'}")
-    return EXIT_OK if result.ok else EXIT_PROBLEM
+
+
+# -- main-job -------------------------------------------------------------------------------------
+
+
+def cmd_main_job(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .conformance.report import load_report
+    from .conformance.runner import run_conformance
+    from .demo import DemoConfig, run_demo
+    from .main_job import write_main_job_report
+
+    report_dir = Path(args.report_dir)
+    print("== devices")
+    cmd_devices(argparse.Namespace(backend=None, json=False))
+    print("\n== the portable demo")
+    result = run_demo(None, config=DemoConfig(batches=args.batches, seed=args.seed))
+    _print_demo(result)
+    print("\n== the conformance matrix")
+    conformance_status = run_conformance(args.backend, report_dir, jobs=args.jobs)
+    combined = report_dir / "conformance.json"
+    reports = json.loads(combined.read_text(encoding="utf-8")) if combined.exists() else []
+    for i, r in enumerate(reports):  # the per-backend file has the tests the summary omits
+        single = report_dir / r["backend"] / "report.json"
+        if single.exists():
+            reports[i] = load_report(single)
+    page = write_main_job_report(
+        report_dir, backends=hw.backends(), devices=hw.devices(), demo=result, reports=reports
+    )
+    ok = result.ok and conformance_status == EXIT_OK
+    print()
+    _say(
+        f"main job: {'PASSED' if ok else 'FAILED'}; report: {page} (the demo, a timeline of "
+        "the queues of every device that models time, and the conformance matrix)"
+    )
+    return EXIT_OK if ok else EXIT_PROBLEM
 
 
 def _areas() -> tuple[str, ...]:
@@ -686,6 +729,38 @@ def cmd_conformance(args: argparse.Namespace) -> int:
         json_output=args.json,
         jobs=args.jobs,
     )
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from .plugin_template import generate_plugin, plugin_tokens
+
+    target, written = generate_plugin(args.name, args.output)
+    tokens = plugin_tokens(args.name)
+    if args.json:
+        _print_json(
+            {
+                "name": args.name,
+                "package": tokens["package"],
+                "distribution": tokens["distribution"],
+                "api_level": hw.API_LEVEL,
+                "path": str(target.resolve()),
+                "files": written,
+            }
+        )
+        return EXIT_OK
+    print(
+        f"created {tokens['distribution']} in {target} (the {args.name} backend, contract API "
+        f"level {hw.API_LEVEL}):"
+    )
+    for path in written:
+        print(f"  {path}")
+    backend_file = f"src/{tokens['package']}/backend.py"
+    _say(
+        f"next: cd {target}; pip install -e '.[test,conformance]'; pytest; hwabstract "
+        f"conformance {args.name}. Then replace the parts of {backend_file} marked VENDOR: "
+        "with calls into your driver (README.md says how), keeping `tox` green."
+    )
+    return EXIT_OK
 
 
 # -- the parser -----------------------------------------------------------------------------------
@@ -784,6 +859,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unavailable",
         action="store_true",
         help="exit 0 when a named backend is unavailable here (still reported)",
+    )
+    p = add(
+        "main-job",
+        cmd_main_job,
+        "the main job: the devices, the portable demo and the conformance matrix on every "
+        "available backend, with an HTML report",
+    )
+    p.add_argument(
+        "--report-dir",
+        default=os.path.join("reports", "main-job"),
+        metavar="DIR",
+        help="where the report goes (default reports/main-job; index.html is the page)",
+    )
+    p.add_argument(
+        "--backend",
+        metavar="NAME",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="certify these backends only (default: every installed backend)",
+    )
+    p.add_argument(
+        "--jobs", "-j", type=_positive_int, default=1, metavar="N",
+        help="conformance processes per backend (default 1)",
+    )  # fmt: skip
+    p.add_argument("--batches", type=_positive_int, default=4, help="demo batches (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="demo random seed (default 0)")
+    p = add(
+        "new-plugin",
+        cmd_new_plugin,
+        "generate a backend plugin project from the template (hwabstract-NAME), ready for "
+        "a vendor's driver calls",
+    )
+    p.add_argument(
+        "name",
+        metavar="NAME",
+        help="the plugin and backend name: lowercase letters, digits and underscores",
+    )
+    p.add_argument(
+        "--output",
+        metavar="DIR",
+        help="the project directory to create; must not exist or be empty "
+        "(default: ./hwabstract-NAME)",
     )
     p = add("demo", cmd_demo, "run the portable demo on every available device")
     p.add_argument(

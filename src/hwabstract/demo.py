@@ -39,6 +39,7 @@ import attrs
 import numpy as np
 
 import hwabstract
+from hwabstract.backend import TimelineEntry
 
 #: The public API, typed loosely here: hwabstract generates most kernel functions and installs
 #: Tensor's operators at import time, which type checkers cannot follow.
@@ -105,6 +106,11 @@ class DeviceRun:
     modeled_ms: float | None = None
     max_abs_error: float | None = None  #: against the float64 NumPy computation
     max_abs_diff_baseline: float | None = None  #: against the baseline device's output
+    #: what the device's queues executed on its performance model's clock (None unless the
+    #: device models time: :meth:`hwabstract.Device.queue_timeline`)
+    timeline: tuple[TimelineEntry, ...] | None = attrs.field(default=None, repr=False, eq=False)
+    #: the demo's streams by role (``"compute"``, ``"upload"``) -> their timeline queue number
+    queues: Mapping[str, int] | None = attrs.field(default=None, repr=False, eq=False)
     output: np.ndarray | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
@@ -114,8 +120,15 @@ class DeviceRun:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the output array is left out; non-finite floats become None)."""
-        data = attrs.asdict(self, filter=lambda a, _: a.name != "output")
-        return {k: _finite_or_none(v) for k, v in data.items()}
+        data = attrs.asdict(
+            self, recurse=False, filter=lambda a, _: a.name not in ("output", "timeline")
+        )
+        data = {k: _finite_or_none(v) for k, v in data.items()}
+        data["queues"] = dict(self.queues) if self.queues is not None else None
+        data["timeline"] = (
+            None if self.timeline is None else [attrs.asdict(e) for e in self.timeline]
+        )
+        return data
 
 
 @attrs.frozen
@@ -235,10 +248,11 @@ def _missing_capabilities(device: hwabstract.Device) -> list[str]:
 
 def _run_on(
     device: hwabstract.Device, batches: Sequence[np.ndarray], params: dict[str, np.ndarray]
-) -> tuple[np.ndarray, float, float | None, float | None]:
-    """Run the block on ``device``; returns (output, wall ms, event ms or None, modeled ms
-    or None)."""
+) -> dict[str, Any]:
+    """Run the block on ``device``; returns the output and the :class:`DeviceRun` fields
+    of its timings (wall, event and modeled ms, the queue timeline and queue numbers)."""
     timing = device.capabilities.has_feature(hw.Feature.EVENT_TIMING)
+    device.clear_queue_timeline()  # (the device's whole timeline: this run's alone after)
     started = time.perf_counter()
     compute = device.create_stream()
     upload = device.create_stream()
@@ -270,7 +284,16 @@ def _run_on(
         if timing and device.capabilities.has_feature(hw.Feature.MODELED_TIME)
         else None
     )
-    return host, wall_ms, event_ms, modeled_ms
+    timeline = device.queue_timeline()
+    queues = {"compute": compute.queue_number, "upload": upload.queue_number}
+    return {
+        "output": host,
+        "wall_ms": wall_ms,
+        "event_ms": event_ms,
+        "modeled_ms": modeled_ms,
+        "timeline": None if timeline is None else tuple(timeline),
+        "queues": None if None in queues.values() else queues,
+    }
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -320,22 +343,19 @@ def run_demo(
             runs.append(attrs.evolve(run, reason=f"does not declare {', '.join(missing)}"))
             continue
         try:
-            output, wall_ms, event_ms, modeled_ms = _run_on(device, batches, params)
+            measured = _run_on(device, batches, params)
         except Exception as exc:  # a broken backend is reported, and the others still run
             runs.append(attrs.evolve(run, status=ERROR, reason=f"{type(exc).__name__}: {exc}"))
             continue
-        error = _max_abs(output, reference)
+        error = _max_abs(measured["output"], reference)
         agrees = error <= tolerance
         runs.append(
             attrs.evolve(
                 run,
                 status=OK if agrees else MISMATCH,
                 reason=None if agrees else "disagrees with NumPy",
-                wall_ms=wall_ms,
-                event_ms=event_ms,
-                modeled_ms=modeled_ms,
                 max_abs_error=error,
-                output=output,
+                **measured,
             )
         )
 

@@ -33,12 +33,14 @@ from . import AREAS  # the areas of the suite, in the order reports list them
 
 __all__ = [
     "AREAS",
+    "HTML_CSS",
     "SCHEMA",
     "Outcome",
     "TestRecord",
     "build_report",
     "load_report",
     "render_html",
+    "render_html_body",
     "render_markdown",
     "render_matrix",
     "render_text",
@@ -486,7 +488,8 @@ def render_markdown(reports: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(out)
 
 
-_CSS = """
+#: The style sheet of the HTML reports (summary.html, report.html, the main job's page).
+HTML_CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
 text-align:left}th{background:#f3f3f3}.passed{color:#176b2c}.failed{color:#b00020;
@@ -497,10 +500,22 @@ padding:0 4px}code{background:#f6f6f6;padding:0 3px}details{margin:.5em 0}
 
 def render_html(reports: Sequence[Mapping[str, Any]], title: str = "hwabstract conformance") -> str:
     e = html.escape
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
-    ]
+    return "\n".join(
+        [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+            f"<style>{HTML_CSS}</style></head><body><h1>{e(title)}</h1>",
+            render_html_body(reports),
+            "</body></html>",
+        ]
+    )
+
+
+def render_html_body(reports: Sequence[Mapping[str, Any]], heading: int = 2) -> str:
+    """The matrix (areas x backends) and one section per backend, as an HTML fragment for a
+    page styled with :data:`HTML_CSS`; backend sections use ``<h{heading}>``."""
+    e = html.escape
+    h, h3 = f"h{heading}", f"h{heading + 1}"
+    parts: list[str] = []
     if len(reports) > 1 or (reports and reports[0]["areas"]):
         areas = [a for a in AREAS if any(a in r["areas"] for r in reports)]
         parts.append(
@@ -521,7 +536,7 @@ def render_html(reports: Sequence[Mapping[str, Any]], title: str = "hwabstract c
         parts.append("</table>")
     for r in reports:
         parts.append(
-            f"<h2 class='{e(r['status'])}'>{e(str(r['backend']))}: {e(_status_text(r))}</h2>"
+            f"<{h} class='{e(r['status'])}'>{e(str(r['backend']))}: {e(_status_text(r))}</{h}>"
         )
         d = r.get("device")
         if d:
@@ -545,7 +560,7 @@ def render_html(reports: Sequence[Mapping[str, Any]], title: str = "hwabstract c
         )
         problems = _problems(r)
         if problems:
-            parts.append("<h3>Failures and stale expectations</h3><ul>")
+            parts.append(f"<{h3}>Failures and stale expectations</{h3}><ul>")
             parts += [
                 f"<li><code>{e(t['id'])}</code> ({e(t['outcome'])}): {e(t['message'])}</li>"
                 for t in problems[:500]
@@ -556,7 +571,6 @@ def render_html(reports: Sequence[Mapping[str, Any]], title: str = "hwabstract c
             parts.append(f"<details><summary>{len(not_claimed)} claims not made</summary><ul>")
             parts += [f"<li>{e(m)}</li>" for m in not_claimed]
             parts.append("</ul></details>")
-    parts.append("</body></html>")
     return "\n".join(parts)
 
 

@@ -176,7 +176,7 @@ def _pow(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
 _F = "Computed per element in the compute dtype; follows IEEE 754 special values."
 
 # -- unary ------------------------------------------------------------------------------------
-elementwise("abs", 1, NUMERIC, out="real", ufunc=np.absolute, doc="Absolute value |x|.")
+elementwise("abs", 1, NUMERIC, out="real", ufunc=np.absolute, doc="Absolute value ``|x|``.")
 _name: str
 _uf: np.ufunc  # the loops below pair kernel names with ufuncs of any arity
 for _name, _uf in [
@@ -200,7 +200,7 @@ for _name, _uf in [("isfinite", np.isfinite), ("isinf", np.isinf), ("isnan", np.
 elementwise("logical_not", 1, BOOL, ufunc=np.logical_not, doc="Logical NOT.")
 elementwise("negative", 1, NUMERIC, ufunc=np.negative, doc="-x.")
 elementwise("positive", 1, NUMERIC, ufunc=np.positive, doc="+x.")
-elementwise("sign", 1, NUMERIC, reference=_sign, doc="Sign; x/|x| for complex.")
+elementwise("sign", 1, NUMERIC, reference=_sign, doc="Sign; ``x / |x|`` for complex.")
 elementwise("signbit", 1, REAL_FLOATING, out="bool", ufunc=np.signbit, doc="Sign bit set.")
 elementwise("square", 1, NUMERIC, ufunc=np.square, doc="x * x.")
 

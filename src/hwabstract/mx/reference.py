@@ -60,8 +60,8 @@ __all__ = [
 class MXArrays(NamedTuple):
     """An MX tensor's data on the host."""
 
-    elements: np.ndarray  #: uint8, (*rest, blocks * block_bytes): packed element codes
-    scales: np.ndarray  #: uint8, (*rest, blocks): E8M0 codes
+    elements: np.ndarray  #: uint8, ``(*rest, blocks * block_bytes)``: packed element codes
+    scales: np.ndarray  #: uint8, ``(*rest, blocks)``: E8M0 codes
     shape: tuple[int, ...]  #: the logical shape
     axis: int  #: the (non-negative) axis the blocks run along
 
