@@ -64,6 +64,17 @@ def test_the_matrix_has_an_area_per_row_and_a_backend_per_column() -> None:
     assert lines.index(memory) < lines.index(kernels)  # report order, not alphabetical
 
 
+def test_a_long_reason_goes_under_the_matrix_instead_of_widening_it() -> None:
+    good = _report("good", {"memory": ["passed"]})
+    reason = "no driver on this machine; install the driver, then the extra matching it " * 3
+    text = render_matrix([good, unavailable_report("gone", reason.strip())])
+    lines = text.splitlines()
+    result = next(line for line in lines if line.startswith("RESULT"))
+    assert result.split() == ["RESULT", "PASSED", "UNAVAILABLE", "(below)"]
+    assert max(len(line) for line in lines[: lines.index(result) + 1]) < 80
+    assert lines[-1] == f"gone: UNAVAILABLE: {reason.strip()}"
+
+
 def test_merging_reports_of_parts_tallies_again_in_area_order() -> None:
     errors = _report("cpu", {"errors": ["passed", "failed"]})
     memory = _report("cpu", {"memory": ["passed", "not_claimed"]})

@@ -404,10 +404,22 @@ def render_matrix(reports: Sequence[Mapping[str, Any]]) -> str:
                 "UNAVAILABLE" if r["status"] == "unavailable" else _cell(r["areas"].get(area))
             )
         rows.append(row)
-    rows.append(
-        ["RESULT", *[_status_text(r) if r["status"] != "passed" else "PASSED" for r in reports]]
-    )
-    return format_table(headers, rows)
+    # A short reason stays in its cell; a long one (an unavailable backend's install hint)
+    # would widen its column to hundreds of characters, so it goes under the table.
+    notes = []
+    result = ["RESULT"]
+    for r in reports:
+        text = _status_text(r) if r["status"] != "passed" else "PASSED"
+        if len(text) > _MATRIX_CELL:
+            notes.append(f"{r['backend']}: {text}")
+            text = f"{str(r['status']).upper()} (below)"
+        result.append(text)
+    rows.append(result)
+    return "\n".join([format_table(headers, rows), *notes])
+
+
+#: The widest RESULT cell of the terminal matrix; longer statuses are printed under it.
+_MATRIX_CELL = 40
 
 
 def render_text(report: Mapping[str, Any]) -> str:
