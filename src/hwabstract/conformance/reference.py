@@ -19,7 +19,7 @@ from ..dtypes import DType
 from ..kernels import KernelSpec, get_spec
 from .numerics import CANCELLING_KERNELS, accumulator, assert_close, eps, reference_ulps
 
-__all__ = ["check_kernel", "reference_outputs"]
+__all__ = ["check_kernel", "reference_outputs", "variance_scale"]
 
 #: kernels whose results accumulate many terms, and how many terms each result takes
 _ACCUMULATING = {
@@ -125,15 +125,81 @@ def _terms(spec: KernelSpec, plan: Any, inputs: Sequence[Any]) -> int:
     return max(1, math.prod(shape[a] for a in axes if a < len(shape)))
 
 
-def _magnitude(spec: KernelSpec, plan: Any, inputs: Sequence[Any]) -> np.ndarray | float:
-    """The reference evaluated on the inputs' magnitudes in float64: the scale ``S`` of the
-    accumulation bound (for a sum, the sum of absolute values)."""
+def variance_scale(
+    x: np.ndarray,
+    *,
+    axes: tuple[int, ...],
+    keepdims: bool,
+    correction: float,
+    epsilon: float,
+) -> np.ndarray:
+    """The scale ``S`` of ``var``'s accumulation bound ``2 n eps S`` (``n`` the ``N``
+    elements reduced, ``eps`` the accumulator's, given as ``epsilon``)::
+
+        S = var(x) + N eps sum(x**2) / (N - correction)
+
+    in float64. The kernel applied to ``|x|`` -- the scale of the other accumulating
+    kernels -- does not bound var's rounding: ``var(|x|)`` is 0 for a constant vector, whose
+    float32 mean need not be exact, and for ``[1, -1]``, whose variance is 1.
+
+    The bound is the two-pass algorithm's (Chan, Golub & LeVeque, 1983), which the
+    reference uses. With the mean off by ``d``, the squared deviations sum to the exact
+    ``sum((x - mean)**2) + N d**2`` (the deviations from the exact mean sum to 0), rounded
+    with a relative error of at most ``(N + 2) u``; and ``|d| <= N u mean(|x|)`` gives
+    ``N d**2 <= N**2 u**2 sum(x**2)``. With ``eps = 2 u``, ``2 N eps S`` is at least twice
+    that, for the device's result and the reference's together. NaN where
+    ``N - correction <= 0`` (the result is NaN)."""
+    wide = np.asarray(x, dtype=np.float64)
+    count = math.prod(wide.shape[a] for a in axes)
+    if count - correction <= 0:
+        shape = np.sum(wide, axis=axes, keepdims=keepdims).shape
+        return np.full(shape, np.nan)
+    with np.errstate(all="ignore"):
+        mean = np.sum(wide, axis=axes, keepdims=True) / max(count, 1)
+        deviations = np.sum(np.square(wide - mean), axis=axes, keepdims=keepdims)
+        squares = np.sum(np.square(wide), axis=axes, keepdims=keepdims)
+        return np.asarray((deviations + count * epsilon * squares) / (count - correction))
+
+
+def _magnitude(
+    spec: KernelSpec, plan: Any, inputs: Sequence[Any], acc: DType
+) -> np.ndarray | float:
+    """The scale ``S`` of the accumulation bound: the reference evaluated on the inputs'
+    magnitudes in float64 (for a sum, the sum of absolute values); for ``var`` and ``std``,
+    :func:`variance_scale`."""
     if spec.name in ("softmax", "log_softmax"):
         return 1.0 if spec.name == "softmax" else np.abs(_float64_reference(spec, plan, inputs))
     if spec.name == "layer_norm":
         x = np.abs(inputs[0].astype(np.float64))
         return float(np.max(x, initial=1.0)) * 4
+    if spec.name in ("var", "std"):
+        attrs = plan.attrs
+        return variance_scale(
+            inputs[0],
+            axes=tuple(attrs["axes"]),
+            keepdims=bool(attrs["keepdims"]),
+            correction=float(attrs["correction"]),
+            epsilon=eps(acc),
+        )
     return np.abs(_float64_reference(spec, plan, [np.abs(a) for a in inputs]))
+
+
+def _accumulation_atol(
+    spec: KernelSpec, plan: Any, inputs: Sequence[Any], expected: np.ndarray
+) -> float:
+    """``2 n eps(accumulator) S`` of the tolerance policy, the largest over the results.
+    ``std`` takes var's bound ``B`` through the square root: two variances ``a``, ``b``
+    within ``B`` of each other have ``|sqrt(a) - sqrt(b)| = |a - b| / (sqrt(a) + sqrt(b))``,
+    at most ``B / sqrt(b)`` and at most ``sqrt(B)`` (``sqrt(b)`` the reference's result)."""
+    n = _terms(spec, plan, inputs)
+    acc = accumulator(plan.compute if plan.compute.kind in "fc" else plan.out_dtype)
+    scale = _magnitude(spec, plan, [a for a in inputs if a is not None], acc)
+    bound = 2.0 * n * eps(acc) * np.asarray(scale, dtype=np.float64)
+    if spec.name == "std":
+        with np.errstate(all="ignore"):
+            reference = np.abs(np.asarray(expected, dtype=np.float64))
+            bound = np.minimum(np.sqrt(bound), bound / reference)  # (b = 0: sqrt(B))
+    return float(np.max(bound[np.isfinite(bound)], initial=0.0))
 
 
 def _float64_reference(spec: KernelSpec, plan: Any, inputs: Sequence[Any]) -> np.ndarray:
@@ -189,15 +255,7 @@ def check_kernel(
     )
     atol = 0.0
     if spec.name in _ACCUMULATING and out_dtype.kind in "fc" and expected.size:
-        n = _terms(spec, plan, host_inputs)
-        scale = _magnitude(spec, plan, [a for a in host_inputs if a is not None])
-        acc = accumulator(plan.compute if plan.compute.kind in "fc" else out_dtype)
-        bound = 2.0 * n * eps(acc) * np.asarray(scale, dtype=np.float64)
-        atol = (
-            float(np.max(bound[np.isfinite(bound)], initial=0.0))
-            if np.ndim(bound)
-            else float(bound)
-        )
+        atol = _accumulation_atol(spec, plan, host_inputs, expected)
     if spec.name in CANCELLING_KERNELS and out_dtype.kind == "f" and expected.size:
         magnitudes = [np.abs(a.astype(np.float64)) for a in host_inputs if a is not None]
         largest = max(
