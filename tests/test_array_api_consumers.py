@@ -1,6 +1,6 @@
 """Array API consumers find hwabstract: array-api-compat (what SciPy and scikit-learn
 dispatch through) resolves a Tensor's namespace to ``hwabstract`` and reads its device.
-Runs where the ``examples`` extra is installed (tox -e array-api)."""
+Runs where the ``examples`` extra is installed (tox -e examples)."""
 
 from __future__ import annotations
 

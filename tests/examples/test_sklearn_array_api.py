@@ -1,6 +1,6 @@
 """examples/sklearn_array_api.py: unmodified scikit-learn estimators (LDA, PCA) with
 ``array_api_dispatch=True`` on hwabstract tensors match the same estimators on NumPy -- on
-cpu always, on maia where the hwabstract-maia plugin is installed (the ``array-api`` tox
+cpu always, on maia where the hwabstract-maia plugin is installed (the ``examples`` tox
 environment installs both, with the ``examples`` extra that brings scikit-learn)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ pytest.importorskip("sklearn", reason="scikit-learn is the examples extra: pip i
 if "scipy" in sys.modules and os.environ.get("SCIPY_ARRAY_API") != "1":
     pytest.skip(
         "SciPy was imported before SCIPY_ARRAY_API=1 could be set; run this module alone "
-        "(tox -e array-api does)",
+        "(tox -e examples does)",
         allow_module_level=True,
     )
 
@@ -38,7 +38,7 @@ def _device(name: str) -> str:
     backend = name.split(":")[0]
     status = {b.name: b for b in hw.backends()}.get(backend)
     if status is None or not status.ok:
-        pytest.skip(f"the {backend} backend is not installed here (tox -e array-api installs it)")
+        pytest.skip(f"the {backend} backend is not installed here (tox -e examples installs it)")
     return name
 
 
