@@ -17,7 +17,8 @@ What to expect (docs/dlpack.md):
 * **cpu**: tensors are host memory, exported as ``kDLCPU``. NumPy and PyTorch take the
   tensor's memory as it is (zero-copy; the example checks that both see the same address).
   JAX's CPU client shares it only if the buffer is 64-byte aligned and copies it otherwise
-  (``jnp.from_dlpack(t, copy=False)`` then raises); the example reports which happened.
+  (``jnp.from_dlpack(t, copy=False)`` then raises); the cpu backend aligns its buffers to 64
+  bytes, so JAX shares them. The example reports which happened.
   Back from JAX or PyTorch, ``hw.from_dlpack`` adopts their memory without a copy -- but a
   JAX array is immutable and JAX does not mark its export read-only, so do not write to a
   tensor imported from JAX (pass ``copy=True`` if you will).

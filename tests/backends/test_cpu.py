@@ -426,3 +426,15 @@ def test_cpu_frees_are_fenced_by_streams_created_concurrently(
         if not (np.array_equal(y.numpy(), want) and (z.numpy() == -1).all()):
             wrong += 1
     assert wrong == 0, f"{wrong} of {len(streams)} streams read a freed block reused too early"
+
+
+def test_device_buffers_start_on_a_cache_line() -> None:
+    """64-byte aligned blocks: what JAX needs to share a buffer through DLPack (NumPy's own
+    arrays are only 16-byte aligned, and JAX copied them)."""
+    from hwabstract.backends.cpu import BLOCK_ALIGNMENT
+
+    dev = hw.device("cpu")
+    tensors = [hw.empty(n, dtype=hw.uint8, device=dev) for n in (1, 3, 100, 513, 5000, 70_000)]
+    for t in tensors:
+        address = np.from_dlpack(t).ctypes.data
+        assert address % BLOCK_ALIGNMENT == 0, (t.shape, address)

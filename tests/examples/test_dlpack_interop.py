@@ -34,10 +34,8 @@ def test_jax_round_trip_on_cpu(interop: ModuleType) -> None:
     text = _lines(report)
     assert report.ok, text
     to_jax = next(line for line in report.lines if "hwabstract -> JAX" in line)
-    # XLA's CPU client shares 64-byte aligned buffers and copies the others
-    assert "shared (same address); values equal" in to_jax or (
-        "copied by JAX (the buffer is not 64-byte aligned" in to_jax
-    )
+    # XLA's CPU client shares 64-byte aligned buffers, which the cpu backend's all are
+    assert "shared (same address); values equal" in to_jax, to_jax
     assert "JAX -> hwabstract      hw.from_dlpack(k, device=...): shared (same address)" in text
     assert text.count("hw.multiply(back, 0.5) == x, bit for bit") >= 1
 

@@ -208,6 +208,19 @@ class CpuStream:
                 self._queue.put(None)
 
 
+#: Alignment of every pooled block: a cache line, and what JAX requires to share a buffer
+#: through DLPack instead of copying it (NumPy's own allocations are 16-byte aligned).
+BLOCK_ALIGNMENT = 64
+
+
+def _aligned_block(nbytes: int) -> np.ndarray:
+    """``nbytes`` of host memory starting on a :data:`BLOCK_ALIGNMENT` boundary (a view into
+    a slightly larger array, which it keeps alive)."""
+    raw = np.empty(nbytes + BLOCK_ALIGNMENT, dtype=np.uint8)
+    start = -raw.ctypes.data % BLOCK_ALIGNMENT
+    return raw[start : start + nbytes]
+
+
 def size_class(nbytes: int) -> int:
     """The block size the pool hands out for ``nbytes``: a multiple of 512 bytes, and above
     4 KiB rounded up to 1/8 of the next power of two, so one block serves every request
@@ -425,7 +438,7 @@ class CpuBackend(Backend):
             state.peak = max(state.peak, state.in_use)
         if block is None:
             try:
-                block = np.empty(cls, dtype=np.uint8)
+                block = _aligned_block(cls)
             except MemoryError as exc:
                 self._release(index, nbytes)
                 raise OutOfMemoryError(
