@@ -128,11 +128,38 @@ def test_a_failing_conformance_run_fails_the_main_job(
     def failed(backends: Any, report_dir: Path, **kwargs: Any) -> int:
         return 1  # (and wrote nothing: the page says no backend was certified)
 
+    # a previous run's matrix must not be shown as this run's
+    stale = [report_mod.unavailable_report("old", "from an earlier run")]
+    (tmp_path / "conformance.json").write_text(json.dumps(stale), encoding="utf-8")
     monkeypatch.setattr(runner, "run_conformance", failed)
     assert cli.main(["main-job", "--report-dir", str(tmp_path), "--batches", "1"]) == 1
     assert "main job: FAILED" in capsys.readouterr().out
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
-    assert "FAILED" in page and "no backend was certified" in page
+    assert "main job: <span class='failed'>FAILED</span>" in page
+    assert "no backend was certified" in page and "from an earlier run" not in page
+
+
+@pytest.mark.usefixtures("cpu_only")
+def test_the_page_shows_the_commands_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A named backend that is unavailable fails the command (exit 3 from the conformance
+    run), although no report says "failed": the page says what the exit status says."""
+    from hwabstract.conformance import runner
+
+    fake = [report_mod.unavailable_report("acme", "no Acme device")]
+    write = _fake_conformance(fake)
+
+    def unavailable(backends: Any, report_dir: Path, **kwargs: Any) -> int:
+        write(backends, report_dir, **kwargs)
+        return 3
+
+    monkeypatch.setattr(runner, "run_conformance", unavailable)
+    argv = ["main-job", "--report-dir", str(tmp_path), "--batches", "1", "--backend", "acme"]
+    assert cli.main(argv) == 1
+    assert "main job: FAILED" in capsys.readouterr().out
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "main job: <span class='failed'>FAILED</span>" in page
 
 
 def test_the_page_draws_a_timeline_for_a_device_that_models_time(tmp_path: Path) -> None:
@@ -142,7 +169,7 @@ def test_the_page_draws_a_timeline_for_a_device_that_models_time(tmp_path: Path)
     )
     result = attrs.evolve(result, runs=(modeled,))
     page = write_main_job_report(
-        tmp_path, backends=hw.backends(), devices=hw.devices(), demo=result, reports=[]
+        tmp_path, ok=True, backends=hw.backends(), devices=hw.devices(), demo=result, reports=[]
     )
     html = page.read_text(encoding="utf-8")
     assert "Queue timeline of <code>cpu:0</code>" in html
@@ -150,5 +177,8 @@ def test_the_page_draws_a_timeline_for_a_device_that_models_time(tmp_path: Path)
     assert html.count("<svg") == 1  # inline, so its tooltips work
     assert (tmp_path / "timeline-cpu-0.svg").read_text(encoding="utf-8").startswith("<svg")
     assert "no backend was certified" in html
-    again = render_main_job_html(backends=[], devices=[], demo=result, reports=[], timelines={})
-    assert "Queue timeline" not in again
+    assert "main job: <span class='passed'>PASSED</span>" in html  # (the verdict it was given)
+    again = render_main_job_html(
+        ok=False, backends=[], devices=[], demo=result, reports=[], timelines={}
+    )
+    assert "Queue timeline" not in again and "<span class='failed'>FAILED</span>" in again

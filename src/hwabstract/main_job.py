@@ -196,22 +196,24 @@ def _fmt(value: float | None, spec: str) -> str | None:
 
 def render_main_job_html(
     *,
+    ok: bool,
     backends: Sequence[Any],
     devices: Sequence[Any],
     demo: Any,
     reports: Sequence[Mapping[str, Any]],
     timelines: Mapping[str, str],
 ) -> str:
-    """The main job's page. ``backends``: :func:`hwabstract.backends` statuses; ``devices``:
-    :class:`~hwabstract.Device` objects; ``demo``: a :class:`~hwabstract.demo.DemoResult`;
-    ``reports``: the conformance reports; ``timelines``: device name -> its timeline
-    picture (SVG markup, put inline so the page stands alone and its tooltips work)."""
+    """The main job's page. ``ok``: the main job's verdict (the command's exit status
+    decides it; the page only shows it); ``backends``: :func:`hwabstract.backends`
+    statuses; ``devices``: :class:`~hwabstract.Device` objects; ``demo``: a
+    :class:`~hwabstract.demo.DemoResult`; ``reports``: the conformance reports;
+    ``timelines``: device name -> its timeline picture (SVG markup, put inline so the page
+    stands alone and its tooltips work)."""
     from . import __version__
     from .conformance.report import HTML_CSS, render_html_body
 
     e = html.escape
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    ok = demo.ok and all(r["status"] != "failed" for r in reports) and bool(reports)
     verdict = "PASSED" if ok else "FAILED"
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -305,6 +307,7 @@ def render_main_job_html(
 def write_main_job_report(
     report_dir: Path,
     *,
+    ok: bool,
     backends: Sequence[Any],
     devices: Sequence[Any],
     demo: Any,
@@ -328,7 +331,12 @@ def write_main_job_report(
     page = report_dir / "index.html"
     page.write_text(
         render_main_job_html(
-            backends=backends, devices=devices, demo=demo, reports=reports, timelines=timelines
+            ok=ok,
+            backends=backends,
+            devices=devices,
+            demo=demo,
+            reports=reports,
+            timelines=timelines,
         ),
         encoding="utf-8",
     )
