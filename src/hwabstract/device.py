@@ -6,7 +6,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, Capabilities, DeviceInfo, MemoryStats, TimelineEntry
+from .backend import Backend, Capabilities, DeviceInfo, Feature, MemoryStats, TimelineEntry
 from .stream import Stream
 
 if TYPE_CHECKING:
@@ -144,6 +144,8 @@ class Device:
         :meth:`clear_queue_timeline` -- or None where the device models no time (only
         emulators do; see ``docs/backends/maia.md``). Waits for the device first, so every
         submitted command is in it. A modeled timeline, not a measurement of this host."""
+        if not self.capabilities.has_feature(Feature.MODELED_TIME):
+            return None  # (the contract: a backend with a timeline declares modeled time)
         self.synchronize()
         entries = self._impl.queue_timeline(self.index)
         return None if entries is None else list(entries)
