@@ -11,15 +11,16 @@ import importlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cpu_source
 
 import hwabstract as hw
 from hwabstract import plugin_template as pt
-from hwabstract.registry import PluginSource, Registry, reset_registry
+from hwabstract.registry import PluginSource, Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,32 +177,25 @@ def test_an_installed_backend_name_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists(), "nothing is written for a refused name"
 
 
-def test_names_are_checked_against_discovered_plugins() -> None:
+def test_names_are_checked_against_discovered_plugins(
+    fresh_registry: Callable[..., Registry],
+) -> None:
     """By default the names come from discovery: backends and plugin (entry-point) names,
     those of plugins that failed included."""
 
     def broken() -> object:
         raise ImportError("No module named 'vendor_runtime'")
 
-    registry = Registry(
-        sources=[
-            PluginSource(
-                "cpu", lambda: importlib.import_module("hwabstract.backends.cpu"), "hwabstract"
-            ),
-            PluginSource("brokenvendor", broken, "hwabstract-brokenvendor", "1.0"),
-        ]
+    fresh_registry(
+        [cpu_source(), PluginSource("brokenvendor", broken, "hwabstract-brokenvendor", "1.0")]
     )
-    old = reset_registry(registry)
-    try:
-        assert pt.installed_plugin_names() == {
-            "cpu": "hwabstract",
-            "brokenvendor": "hwabstract-brokenvendor",
-        }
-        with pytest.raises(hw.PluginError, match="from hwabstract-brokenvendor"):
-            pt.check_plugin_name("brokenvendor")
-        pt.check_plugin_name("vendorx")  # free
-    finally:
-        reset_registry(old)
+    assert pt.installed_plugin_names() == {
+        "cpu": "hwabstract",
+        "brokenvendor": "hwabstract-brokenvendor",
+    }
+    with pytest.raises(hw.PluginError, match="from hwabstract-brokenvendor"):
+        pt.check_plugin_name("brokenvendor")
+    pt.check_plugin_name("vendorx")  # free
 
 
 def test_an_importable_module_of_the_package_name_is_refused(
@@ -242,29 +236,19 @@ def test_a_target_that_cannot_be_written_is_reported(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def vendorx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+def vendorx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_registry: Callable[..., Registry]
+) -> Iterator[Registry]:
     """The generated plugin, imported from its source tree (not installed), beside cpu."""
     target = generate(tmp_path)
     monkeypatch.syspath_prepend(str(target / "src"))
-    for name in ("HWABSTRACT_PLUGINS", "HWABSTRACT_DISABLE_PLUGINS", "HWABSTRACT_DEVICE"):
-        monkeypatch.delenv(name, raising=False)
-    registry = Registry(
-        sources=[
-            PluginSource(
-                "cpu", lambda: importlib.import_module("hwabstract.backends.cpu"), "hwabstract"
-            ),
-            PluginSource(
-                "vendorx",
-                lambda: importlib.import_module("hwabstract_vendorx"),
-                "hwabstract-vendorx",
-            ),
-        ]
+    plugin = PluginSource(
+        "vendorx", lambda: importlib.import_module("hwabstract_vendorx"), "hwabstract-vendorx"
     )
-    old = reset_registry(registry)
+    unset = dict.fromkeys(("HWABSTRACT_PLUGINS", "HWABSTRACT_DISABLE_PLUGINS", "HWABSTRACT_DEVICE"))
     try:
-        yield registry
+        yield fresh_registry([cpu_source(), plugin], **unset)
     finally:
-        reset_registry(old)
         for module in [m for m in sys.modules if m.split(".")[0] == "hwabstract_vendorx"]:
             del sys.modules[module]
 
