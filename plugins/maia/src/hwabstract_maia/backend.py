@@ -578,6 +578,12 @@ class MaiaBackend(Backend):
 
     _TRACE_KINDS = ("kernel", "copy", "copy", "copy", "sync", "sync")
 
+    @classmethod
+    def _trace_kind(cls, kind: int) -> str:
+        """``kernel``, ``copy`` or ``sync`` for libmaia's trace kind; ``other`` for a kind
+        this binding does not know."""
+        return cls._TRACE_KINDS[kind] if 0 <= kind < len(cls._TRACE_KINDS) else "other"
+
     def _devices(self, index: int | None) -> list[int]:
         return list(range(self._count)) if index is None else [self._device(index)]
 
@@ -652,7 +658,7 @@ class MaiaBackend(Backend):
             TimelineEntry(
                 queue=e["queue_index"],
                 name=e["name"],
-                kind=self._TRACE_KINDS[e["kind"]] if 0 <= e["kind"] < 6 else "other",
+                kind=self._trace_kind(e["kind"]),
                 start_us=e["modeled_start_ps"] / 1e6,
                 duration_us=e["modeled_duration_ps"] / 1e6,
                 nbytes=e["bytes"],
@@ -736,7 +742,7 @@ class MaiaBackend(Backend):
             events.append(
                 {
                     "name": e["name"],
-                    "cat": self._TRACE_KINDS[e["kind"]] if 0 <= e["kind"] < 6 else "other",
+                    "cat": self._trace_kind(e["kind"]),
                     "ph": "X",
                     "ts": ts,
                     "dur": dur,
