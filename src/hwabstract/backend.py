@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import attrs
@@ -42,6 +42,7 @@ __all__ = [
     "API_LEVEL",
     "SUPPORTED_API_LEVELS",
     "Backend",
+    "BoundLaunch",
     "Capabilities",
     "DTypeSupport",
     "DeviceInfo",
@@ -214,6 +215,11 @@ class Operand(NamedTuple):
         return True
 
 
+#: What :meth:`Backend.bind_launch` returns: called as ``bound(stream, input_buffers,
+#: output_buffers)``.
+BoundLaunch = Callable[[Any, Sequence[Any], Sequence[Any]], None]
+
+
 class Backend(abc.ABC):
     """Base class of every backend. One instance drives all devices of the backend.
 
@@ -384,6 +390,29 @@ class Backend(abc.ABC):
         never alias inputs unless the kernel spec says so. Must return without waiting for
         the kernel to run.
         """
+
+    def bind_launch(
+        self,
+        kernel: str,
+        inputs: Sequence[Operand],
+        outputs: Sequence[Operand],
+        attributes: Mapping[str, Any],
+    ) -> BoundLaunch | None:
+        """Optional: :meth:`launch` of ``kernel`` specialized to these operands' layouts, or
+        None (the default), and the core calls :meth:`launch` every time.
+
+        The core asks once per call signature it caches, after a successful :meth:`launch`
+        with these very operands. From then on, for a launch whose operands have the same
+        dtypes, shapes, strides and offsets, in the same order, and the same attributes, it
+        calls ``bound(stream, input_buffers, output_buffers)``: only the buffers differ, and
+        each output buffer is newly allocated, of the size the bound output had. The bound
+        function must do exactly what :meth:`launch` would with those operands, errors
+        included -- it skips re-deriving what the layouts determine, nothing else. What it
+        specialized on that is a property of a buffer rather than of the layout (an input
+        buffer's size, the dtype its contents were written as) it checks on every call, and
+        it takes :meth:`launch`'s path where that differs.
+        """
+        return None
 
     # -- host visibility (optional) --------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from . import dtypes as dt
-from .backend import Operand
+from .backend import BoundLaunch, Operand
 from .dtypes import DType
 from .errors import DeviceError, DTypeError, ShapeError, StreamError, UnsupportedError
 from .kernels import KernelSpec, get_spec
@@ -175,6 +175,10 @@ class _Plan(NamedTuple):
     any_cast: bool  #: some entry of ``cast`` is true
     #: every output's (shape, dtype), the first one included (kernels with several outputs)
     outputs: tuple[tuple[tuple[int, ...], DType], ...]
+    #: the backend's launch bound to this signature's layouts (``Backend.bind_launch``), or
+    #: None; ``bind_asked`` once the backend was asked for it
+    bound: BoundLaunch | None = None
+    bind_asked: bool = False
 
 
 #: Validated plans are cached per device (``Device._plans``, keyed by kernel, signature and
@@ -272,7 +276,8 @@ def launch(
                 device = op_device
             elif op_device is not device:
                 usual = False
-            signature.append((op._dtype, op._shape))
+            # strides and offset too: a plan's bound launch is specialized to the layouts
+            signature.append((op._dtype, op._shape, op._strides, op._offset))
         else:
             if not (op is None or isinstance(op, _SCALARS)):
                 usual = False
@@ -287,7 +292,7 @@ def launch(
         device = common_device(operands, out, spec.name)
     if stream is None:
         stack = _stacks().get(device)
-        stream = stack[-1] if stack else device.default_stream
+        stream = stack[-1] if stack else (device._default_stream or device.default_stream)
     else:
         stream = resolve_stream(device, stream)
 
@@ -307,21 +312,51 @@ def launch(
 
     # operands -> tensors (scalars become cached 0-d tensors in the dtype they are used in)
     tensors: list[Tensor] = []
+    buffers: list[Any] = []
     for op, scalar_dtype in zip(operands, plan.scalar_dtypes):
         if op is None:
             continue
         if scalar_dtype is not None:
             op = scalar_tensor(device, op, scalar_dtype, stream)
+            storage = op._storage
         else:
-            writer = op._storage.last_stream
+            storage = op._storage
+            writer = storage.last_stream
             if writer is not None and writer is not stream:
-                op._storage.order_before(stream)
+                storage.order_before(stream)
         tensors.append(op)
+        buffers.append(storage.buffer)
+
+    bound = plan.bound
+    if bound is None or out is not None:
+        return _launch_unbound(spec, device, stream, plan, key, tensors, out)
+    # The fast path: the backend's launch bound to this signature's layouts takes the
+    # buffers alone (no Operand per call, and nothing re-derived in the backend). A bound
+    # plan neither casts nor has empty inputs (see _launch_unbound).
+    if None in buffers:
+        for t in tensors:
+            t._operand()  # raises for the released one, with _operand's message
+    out_dtype = plan.out_dtype
+    storage = Storage(device, plan.result_size * out_dtype.itemsize)
+    result = Tensor._wrap(storage, out_dtype, plan.result_shape, plan.result_strides)
+    bound(stream._handle, buffers, (storage.buffer,))
+    stream._writes += 1  # (Storage.mark_written, inlined on this hot path)
+    storage.last_stream = stream
+    storage.written = stream._writes
+    storage.synced = ()
+    return result
+
+
+def _launch_unbound(spec: KernelSpec, device: Device, stream: Stream, plan: _Plan,
+                    key: tuple[Any, ...] | None, tensors: list[Tensor],
+                    out: Tensor | None) -> Tensor:  # fmt: skip
+    """:func:`launch` through ``Backend.launch``, with Operands: the first launch of a
+    signature (which then asks the backend for a bound launch), launches into ``out=``,
+    and every launch of a backend without bound launches."""
     if plan.any_cast:
         for i, needs_cast in enumerate(plan.cast):
             if needs_cast:
                 tensors[i] = cast(tensors[i], plan.compute, stream)
-
     inputs = [t._operand(target) for t, target in zip(tensors, plan.targets)]
     if plan.has_empty:
         inputs = [_normalized(op) for op in inputs]
@@ -351,12 +386,18 @@ def launch(
         storage = Storage(device, plan.result_size * out_dtype.itemsize)
         result = Tensor._wrap(storage, out_dtype, plan.result_shape, plan.result_strides)
     if plan.result_size:
-        device._impl.launch(stream.handle, spec.name, inputs, [result._operand()], plan.attrs)
-    storage = result._storage  # (Storage.mark_written, inlined on this hot path)
-    stream._writes += 1
-    storage.last_stream = stream
-    storage.written = stream._writes
-    storage.synced = ()
+        outputs = [result._operand()]
+        impl = device._impl
+        impl.launch(stream.handle, spec.name, inputs, outputs, plan.attrs)
+        if not plan.bind_asked and key is not None and out is None:
+            # bound only after a launch the backend accepted, so that errors of a first
+            # launch (tracing, compiling) come from launch(); never for a call that casts
+            # or has an empty input (their operands are not the caller's tensors')
+            bound = None
+            if not (plan.any_cast or plan.has_empty):
+                bound = impl.bind_launch(spec.name, inputs, outputs, plan.attrs)
+            device._plans[key] = plan._replace(bound=bound, bind_asked=True)
+    result._storage.mark_written(stream)
     return result
 
 

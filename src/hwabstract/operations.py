@@ -73,10 +73,12 @@ def _reduction_fn(name: str, doc: str) -> _Fn:
         stream: Stream | None = None,
         **kwargs: Any,
     ) -> Tensor:
-        unknown = set(kwargs) - set(extras)
-        if unknown:
-            raise TypeError(f"{name}() got unexpected keyword argument(s) {sorted(unknown)}")
-        require_tensor(name, x)
+        if kwargs:
+            unknown = set(kwargs).difference(extras)
+            if unknown:
+                raise TypeError(f"{name}() got unexpected keyword argument(s) {sorted(unknown)}")
+        if not isinstance(x, Tensor):
+            require_tensor(name, x)
         attrs = {"axis": axis, "keepdims": keepdims, **kwargs}
         return launch(spec, (x,), attrs, out=out, stream=stream)
 

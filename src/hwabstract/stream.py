@@ -158,13 +158,17 @@ class Stream:
         then (the work stays queued)."""
         impl, handle = self.device._impl, self._handle
         writes = self._writes
-        timed_wait(
-            lambda: bool(impl.stream_query(handle)),
-            lambda: impl.stream_synchronize(handle),
-            timeout,
-            f"the work queued on {self!r}",
-        )
-        self._finished = max(self._finished, writes)
+        if timeout is None:  # (timed_wait's first branch, without building its arguments)
+            impl.stream_synchronize(handle)
+        else:
+            timed_wait(
+                lambda: bool(impl.stream_query(handle)),
+                lambda: impl.stream_synchronize(handle),
+                timeout,
+                f"the work queued on {self!r}",
+            )
+        if writes > self._finished:
+            self._finished = writes
 
     def query(self) -> bool:
         """True if all work queued on this stream has finished."""
