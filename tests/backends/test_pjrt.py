@@ -198,6 +198,58 @@ def test_executables_are_cached_per_kernel_and_layout(standin: hw.Device) -> Non
     assert len(impl._executables) == count + 1
 
 
+def test_launches_after_the_first_take_the_bound_executable(standin: hw.Device) -> None:
+    impl = standin._impl
+    calls: list[str] = []
+    original = impl.launch
+
+    def counting(stream, kernel, inputs, outputs, attributes):  # type: ignore[no-untyped-def]
+        calls.append(kernel)
+        original(stream, kernel, inputs, outputs, attributes)
+
+    impl.launch = counting
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    x = hw.asarray(a, device=standin)
+    results = [hw.multiply(x, 0.5) for _ in range(4)]
+    assert calls == ["multiply"]  # the first; the others went through the bound launch
+    for r in results:
+        np.testing.assert_array_equal(r.numpy(), a * 0.5)
+
+
+def test_a_bound_launch_checks_the_buffers_it_was_not_specialized_on(
+    standin: hw.Device,
+) -> None:
+    # x[:8] of a 16-element buffer has the layout of a whole 8-element tensor (shape (8,),
+    # strides (1,), offset 0): the core's signature is the same, the buffer's size is not
+    whole = hw.asarray(np.arange(8, dtype=np.float32), device=standin)
+    big = hw.asarray(np.arange(16, dtype=np.float32) * 10, device=standin)
+    for _ in range(2):
+        np.testing.assert_array_equal(hw.add(whole, whole).numpy(), np.arange(8) * 2)
+    np.testing.assert_array_equal(hw.add(big[:8], big[:8]).numpy(), np.arange(8) * 20)
+    # a buffer holding another dtype's array (a bitcast view) is read through its bits
+    bits = np.array([1.0, -2.0, 0.5, 3.0, 0, 0, 0, 0], np.float32).view(np.int32)
+    as_int = hw.Tensor._wrap(hw.asarray(bits.view(np.float32), device=standin)._storage,
+                             hw.int32, (8,))  # fmt: skip
+    ints = hw.asarray(np.arange(8, dtype=np.int32), device=standin)
+    for _ in range(2):
+        assert hw.add(ints, ints).tolist() == list(range(0, 16, 2))
+    impl, launched = standin._impl, []
+    original = impl.launch
+    impl.launch = lambda *args: (launched.append(args[1]), original(*args))  # type: ignore
+    assert hw.add(as_int, as_int).tolist() == (bits * 2).tolist()
+    assert launched == ["add"]  # not the executable traced for int32 arrays
+
+
+def test_a_bound_launch_refuses_a_destroyed_stream(standin: hw.Device) -> None:
+    s = standin.create_stream()
+    x = hw.asarray(np.ones(4, np.float32), device=standin, stream=s)
+    hw.exp(x, stream=s)
+    hw.exp(x, stream=s)  # bound by now
+    standin._impl.destroy_stream(s.handle)
+    with pytest.raises(hw.StreamError, match="destroyed"):
+        hw.exp(x, stream=s)
+
+
 def test_pallas_custom_kernel_in_interpret_mode(standin: hw.Device) -> None:
     from hwabstract_tpu import pallas_call
 

@@ -43,6 +43,7 @@ import numpy as np
 from .. import dtypes as dt
 from ..backend import (
     Backend,
+    BoundLaunch,
     Capabilities,
     DeviceInfo,
     DTypeSupport,
@@ -383,14 +384,16 @@ class PjrtBackend(Backend):
     # -- memory ------------------------------------------------------------------------------
 
     def allocate(self, index: int, nbytes: int) -> PjrtBuffer:
-        capacity = self._capacity(index)
+        capacity = self.standin_memory if self.standin else self._capacity(index)
+        in_use = self._in_use
         with self._lock:
-            free = capacity - self._in_use[index]
+            free = capacity - in_use[index]
             if nbytes > free:
                 raise OutOfMemoryError(f"{self.name}:{index}", nbytes, free, capacity)
-            self._in_use[index] += nbytes
+            used = in_use[index] = in_use[index] + nbytes
             self._live[index] += 1
-            self._peak[index] = max(self._peak[index], self._in_use[index])
+            if used > self._peak[index]:
+                self._peak[index] = used
         return PjrtBuffer(index, nbytes)
 
     def free(self, buffer: PjrtBuffer) -> None:
@@ -435,10 +438,17 @@ class PjrtBackend(Backend):
         return stream
 
     def stream_synchronize(self, stream: PjrtStream) -> None:
-        for array in stream.live():
-            _wait(array)
+        # Take the pending list and wait for it, so that nothing is left to do once the
+        # last wait returns; launches queued meanwhile (another thread) go to a new list.
         with stream.lock:
-            stream.pending = [a for a in stream.pending if not _ready(a)]
+            pending, stream.pending = stream.pending, []
+        for i, array in enumerate(pending):
+            try:
+                _wait(array)
+            except BaseException:
+                with stream.lock:  # what was not waited for stays pending
+                    stream.pending[:0] = pending[i:]
+                raise
 
     def stream_query(self, stream: PjrtStream) -> bool:
         with stream.lock:
@@ -554,16 +564,7 @@ class PjrtBackend(Backend):
         for op in inputs:
             if op.buffer is out_buf:
                 reads_out = True
-        # Everything the executable depends on, cheaply hashable (DTypes hash by identity):
-        # the launch is prepared once per signature, then only looked up.
-        signature = (
-            tag,
-            tuple((op.dtype, op.shape, op.strides, op.offset, op.buffer.nbytes, op.buffer.kind)
-                  for op in inputs),
-            (output.dtype, output.shape, output.strides, output.offset, out_buf.nbytes,
-             out_buf.kind),
-            reads_out,
-        )  # fmt: skip
+        signature = _signature(tag, inputs, output, out_buf.kind, reads_out)
         prepared = self._prepared.get(signature)
         if prepared is None:
             prepared = self._prepare(signature, fn, inputs, output, reads_out)
@@ -583,13 +584,16 @@ class PjrtBackend(Backend):
         # launch with no input array needs to be told its device. (A prepared launch's
         # inputs are all written: their kinds are part of its signature.)
         if x64 or not any(a is not None for a in args):
-            with self._jax.enable_x64(x64), self._jax.default_device(device):
-                result = exe(*args)
+            result = self._scoped(exe, args, x64, device)
         else:
             result = exe(*args)
         out_buf.array = result
         out_buf.kind = output.dtype
         stream.produced(result)
+
+    def _scoped(self, exe: Any, args: Sequence[Any], x64: bool, device: Any) -> Any:
+        with self._jax.enable_x64(x64), self._jax.default_device(device):
+            return exe(*args)
 
     def _prepare(self, signature: Any, fn: Any, inputs: Sequence[Operand], output: Operand,
                  reads_out: bool) -> tuple[Any, bool, bool, bool]:  # fmt: skip
@@ -634,10 +638,7 @@ class PjrtBackend(Backend):
 
     def launch(self, stream: PjrtStream, kernel: str, inputs: Sequence[Operand],
                outputs: Sequence[Operand], attributes: Mapping[str, Any]) -> None:  # fmt: skip
-        attrs_key = (
-            tuple(sorted((k, _hashable(v)) for k, v in attributes.items())) if attributes else ()
-        )
-        tag = (kernel, attrs_key)
+        tag = _tag(kernel, attributes)
         fn = self._functions.get(tag)
         if fn is None:
             fn = self._functions[tag] = kernel_function(self._arrays, kernel, attributes)
@@ -648,13 +649,76 @@ class PjrtBackend(Backend):
                 self._run_many(stream, tag, fn, inputs, outputs)
         except HwAbstractError:
             raise
-        except (TypeError, ValueError, IndexError, NotImplementedError) as exc:
-            # what JAX refuses while tracing (an index into an empty axis, ...): nothing ran
-            raise KernelError(
-                f"JAX could not run kernel {kernel!r} on {self.name} for "
-                f"{[str(op.dtype) for op in inputs]}: {exc}",
-                vendor_message=f"{type(exc).__name__}: {exc}",
-            ) from exc
+        except _REFUSED as exc:
+            raise self._refused(kernel, inputs, exc) from exc
+
+    def _refused(self, kernel: str, inputs: Sequence[Operand], exc: Exception) -> KernelError:
+        """What JAX refuses while tracing (an index into an empty axis, ...), as the SDK's
+        error: nothing ran."""
+        return KernelError(
+            f"JAX could not run kernel {kernel!r} on {self.name} for "
+            f"{[str(op.dtype) for op in inputs]}: {exc}",
+            vendor_message=f"{type(exc).__name__}: {exc}",
+        )
+
+    def bind_launch(self, kernel: str, inputs: Sequence[Operand], outputs: Sequence[Operand],
+                    attributes: Mapping[str, Any]) -> BoundLaunch | None:  # fmt: skip
+        """The prepared executable of a launch :meth:`launch` just ran, called directly: only
+        the input buffers' sizes and the dtypes their arrays hold (which the executable was
+        traced for) are checked per call; where they differ, :meth:`launch` takes over."""
+        if len(outputs) != 1:
+            return None
+        output = outputs[0]
+        if any(op.buffer is output.buffer for op in inputs):
+            return None
+        # the signature of a launch into a new (unwritten) output buffer, as the core's are
+        prepared = self._prepared.get(
+            _signature(_tag(kernel, attributes), inputs, output, None, False)
+        )
+        if prepared is None:
+            return None  # (a launch reading unwritten buffers is not kept)
+        exe, needs_old, _, x64 = prepared
+        if needs_old:
+            return None
+        kinds = tuple(op.buffer.kind for op in inputs)
+        sizes = tuple(op.buffer.nbytes for op in inputs)
+        out_dtype = output.dtype
+        device = self._devices[output.buffer.device]
+        multi = len(self._devices) > 1
+        scoped = x64 or not inputs
+        this = self
+
+        def bound(stream: PjrtStream, buffers: Sequence[PjrtBuffer],
+                  out_buffers: Sequence[PjrtBuffer]) -> None:  # fmt: skip
+            out = out_buffers[0]
+            args = []
+            for buffer, kind, size in zip(buffers, kinds, sizes):
+                if buffer.kind is not kind or buffer.nbytes != size:
+                    break
+                args.append(buffer.array)
+            else:
+                if out.kind is None and not stream.destroyed:
+                    if multi:
+                        args = [this._on(device, a) for a in args]
+                    try:
+                        result = this._scoped(exe, args, x64, device) if scoped else exe(*args)
+                    except _REFUSED as exc:
+                        raise this._refused(kernel, inputs, exc) from exc
+                    out.array = result
+                    out.kind = out_dtype
+                    stream.produced(result)
+                    return
+            # what the executable was not specialized for (or a destroyed stream, which
+            # launch() refuses)
+            this.launch(
+                stream,
+                kernel,
+                [op._replace(buffer=b) for op, b in zip(inputs, buffers)],
+                [output._replace(buffer=out)],
+                attributes,
+            )
+
+        return bound
 
     def _run_many(self, stream: PjrtStream, tag: Any, fn: Any, inputs: Sequence[Operand],
                   outputs: Sequence[Operand]) -> None:  # fmt: skip
@@ -816,6 +880,32 @@ def _outputs_in(spec: Any, compute: Any, dtypes: Mapping[Any, Any]) -> bool:
     except Exception:
         return True
     return all(out in dtypes for out in outs)
+
+
+#: what JAX raises for a launch it refuses while tracing (the launch then did not run)
+_REFUSED = (TypeError, ValueError, IndexError, NotImplementedError)
+
+
+def _tag(kernel: str, attributes: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A launch's kernel and attributes, hashable: what picks its traced function."""
+    attrs_key = (
+        tuple(sorted((k, _hashable(v)) for k, v in attributes.items())) if attributes else ()
+    )
+    return (kernel, attrs_key)
+
+
+def _signature(tag: Any, inputs: Sequence[Operand], output: Operand, out_kind: Any,
+               reads_out: bool) -> tuple[Any, ...]:  # fmt: skip
+    """Everything a launch's executable depends on, cheaply hashable (DTypes hash by
+    identity): a launch is prepared once per signature, then only looked up."""
+    return (
+        tag,
+        tuple((op.dtype, op.shape, op.strides, op.offset, op.buffer.nbytes, op.buffer.kind)
+              for op in inputs),
+        (output.dtype, output.shape, output.strides, output.offset, output.buffer.nbytes,
+         out_kind),
+        reads_out,
+    )  # fmt: skip
 
 
 def _ready(array: Any) -> bool:
