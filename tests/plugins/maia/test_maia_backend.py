@@ -323,6 +323,36 @@ def test_many_views_of_one_buffer_each_launch_on_their_own_elements(dev: hw.Devi
             np.testing.assert_array_equal(out.numpy(), expected + expected)
 
 
+def test_repeated_launches_take_the_bound_launch(dev: hw.Device) -> None:
+    # After a signature's first launch, the core calls the backend's bound launch: the
+    # kernel's name and libmaia's attribute struct made once, each buffer's view as launch
+    # makes it, and libmaia's errors as launch reports them.
+    impl = dev._impl
+    launched: list[str] = []
+    original = impl.launch
+    impl.launch = lambda *args: (launched.append(args[1]), original(*args))  # type: ignore
+    try:
+        a = _rand(6, 8)
+        x = hw.asarray(a, device=dev)
+        for _ in range(3):
+            np.testing.assert_allclose(
+                hw.sum(x[:, ::2], axis=1, keepdims=True).numpy(),
+                a[:, ::2].sum(axis=1, keepdims=True), rtol=1e-6,
+            )  # fmt: skip
+            np.testing.assert_array_equal(hw.maximum(x, 0.25).numpy(), np.maximum(a, 0.25))
+        assert launched == ["sum", "maximum"]
+        s = dev.create_stream()
+        y = hw.exp(x, stream=s)
+        impl.inject_kernel_fault(0, "exp")
+        hw.exp(x, stream=s)  # the bound launch; the fault is reported at the wait
+        with pytest.raises(hw.KernelError, match="exp"):
+            s.synchronize()
+        np.testing.assert_allclose(y.numpy(), np.exp(a), rtol=1e-6)
+        assert launched == ["sum", "maximum", "exp"]
+    finally:
+        impl.launch = original
+
+
 def test_dropped_registries_release_their_devices_and_queues() -> None:
     """Every registry has its own maia backend and streams, each stream a libmaia queue (64
     per device). A registry the program drops -- after launching kernels, which caches

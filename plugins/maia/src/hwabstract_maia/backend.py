@@ -45,7 +45,7 @@ from hwabstract import (
     StreamError,
     UnsupportedError,
 )
-from hwabstract.backend import TimelineEntry
+from hwabstract.backend import BoundLaunch, TimelineEntry
 from hwabstract.dtypes import DType, all_dtypes
 
 __all__ = ["MaiaBackend", "MaiaBuffer", "MaiaEvent", "MaiaStream"]
@@ -784,10 +784,17 @@ class MaiaBackend(Backend):
         """Fill ``array[i]`` with the view of ``op``. A view seen a second time is cached on
         its buffer (a handful per buffer), and later launches copy the cached struct instead
         of filling it field by field; a fresh result, used once, is not worth caching."""
-        views = op.buffer.views
-        key = op[1:]
+        self._buffer_view(array, i, op.buffer, op[1:], op)
+
+    def _buffer_view(self, array: Any, i: int, buffer: Any, key: tuple[Any, ...],
+                     op: Operand) -> None:  # fmt: skip
+        """:meth:`_cached_view` of ``op``'s layout (``key``, its fields after the buffer)
+        over ``buffer``, which may be another buffer than ``op``'s."""
+        views = buffer.views
         view = views.get(key, _UNSEEN)
         if view is _UNSEEN or view is None:
+            if op.buffer is not buffer:
+                op = op._replace(buffer=buffer)
             if len(views) >= _VIEWS_PER_BUFFER:
                 views.clear()
             if view is _UNSEEN:
@@ -864,6 +871,35 @@ class MaiaBackend(Backend):
         status = _lib.maia_launch(handle, name, ins, len(inputs), outs, len(outputs), attrs)
         if status != _OK:
             self._check(status, f"launch of kernel {kernel!r}", stream.device, KernelError)
+
+    def bind_launch(self, kernel: str, inputs: Sequence[Operand], outputs: Sequence[Operand],
+                    attributes: Mapping[str, Any]) -> BoundLaunch | None:  # fmt: skip
+        """:meth:`launch` with what the layouts and attributes decide done once -- the
+        kernel's name, libmaia's attribute struct (which maia_launch copies), each operand's
+        view key; per call, the buffers' views (cached per buffer, as launch caches them)
+        and maia_launch."""
+        n_in, n_out = len(inputs), len(outputs)
+        if n_in > _MAX_OPERANDS or n_out > _MAX_OPERANDS:
+            return None
+        attrs = self._attrs(attributes) if attributes else _ffi.NULL
+        name = kernel.encode()
+        in_keys = [(op, op[1:]) for op in inputs]
+        out_keys = [(op, op[1:]) for op in outputs]
+        put = self._buffer_view
+        this = self
+
+        def bound(stream: MaiaStream, buffers: Sequence[Any], out_buffers: Sequence[Any]) -> None:
+            handle = this._live(stream)
+            ins, outs = _launch_views(n_in, n_out)
+            for i, (buffer, (op, key)) in enumerate(zip(buffers, in_keys)):
+                put(ins, i, buffer, key, op)
+            for i, (buffer, (op, key)) in enumerate(zip(out_buffers, out_keys)):
+                put(outs, i, buffer, key, op)
+            status = _lib.maia_launch(handle, name, ins, n_in, outs, n_out, attrs)
+            if status != _OK:
+                this._check(status, f"launch of kernel {kernel!r}", stream.device, KernelError)
+
+        return bound
 
     @staticmethod
     def _attrs(attributes: Mapping[str, Any]) -> Any:
