@@ -551,6 +551,31 @@ def test_kernels_through_the_public_api(gpu: fake_cupy.FakeGpu) -> None:
     np.testing.assert_allclose(hw.gelu(x).numpy()[0, :3], _gelu(a[0, :3]), rtol=1e-5)
 
 
+def test_repeated_launches_take_the_bound_launch(gpu: fake_cupy.FakeGpu) -> None:
+    """After a signature's first launch, the core calls the backend's bound launch: the
+    same views, the same ufunc or kernel function, the same stream bookkeeping."""
+    dev = hw.device("nvidia:0")
+    impl = dev._impl
+    launched: list[str] = []
+    original = impl.launch
+    impl.launch = lambda *args: (launched.append(args[1]), original(*args))  # type: ignore
+    try:
+        a = _data((4, 6))
+        x = hw.asarray(a, device=dev)
+        s = dev.create_stream()
+        sums = [hw.add(x, x, stream=s) for _ in range(3)]  # the ufunc straight into out
+        softmaxes = [hw.softmax(x[:, ::2], stream=s) for _ in range(3)]  # the table
+        assert launched == ["add", "softmax"]
+        for r in sums:
+            np.testing.assert_array_equal(r.numpy(), a + a)
+            assert s.handle in r._storage.buffer.streams  # a free of it is fenced on s
+        e = np.exp(a[:, ::2] - a[:, ::2].max(axis=-1, keepdims=True))
+        for r in softmaxes:
+            np.testing.assert_allclose(r.numpy(), e / e.sum(axis=-1, keepdims=True), rtol=1e-6)
+    finally:
+        impl.launch = original
+
+
 def _gelu(v: np.ndarray) -> np.ndarray:
     import math
 

@@ -51,6 +51,7 @@ import numpy as np
 from hwabstract import dtypes as dt
 from hwabstract.backend import (
     Backend,
+    BoundLaunch,
     Capabilities,
     DeviceInfo,
     DTypeSupport,
@@ -775,17 +776,69 @@ class NvidiaBackend(Backend):
         self._uses(s, *(op.buffer for op in outputs), *(op.buffer for op in inputs))
         ins = [self.view(op) for op in inputs]
         targets = [self.view(op) for op in outputs]
-        uf = (
-            self._ufunc(kernel, inputs[0].dtype)
-            if inputs and not attributes and len(outputs) == 1
-            else None
-        )
+        uf = self._direct_ufunc(kernel, inputs, outputs, attributes)
+        self._execute(s, kernel, inputs, ins, targets, uf, None, attributes)
+
+    def bind_launch(self, kernel: str, inputs: Sequence[Operand], outputs: Sequence[Operand],
+                    attributes: Mapping[str, Any]) -> BoundLaunch | None:  # fmt: skip
+        """:meth:`launch` with what the layouts decide looked up once -- CuPy's ufunc or the
+        kernel function, and each operand's view key; per call, the buffers' views (cached
+        per buffer, as :meth:`view` caches them) and the stream bookkeeping of launch."""
+        uf = self._direct_ufunc(kernel, inputs, outputs, attributes)
+        # (launch() just built it: found in the cache)
+        fn = None if uf is not None else self._function(kernel, attributes)
+        in_keys = [(op, (op.dtype, op.shape, op.strides, op.offset)) for op in inputs]
+        out_keys = [(op, (op.dtype, op.shape, op.strides, op.offset)) for op in outputs]
+        view = self._bound_view
+        this = self
+
+        def bound(stream: NvidiaStream, buffers: Sequence[NvidiaBuffer],
+                  out_buffers: Sequence[NvidiaBuffer]) -> None:  # fmt: skip
+            s = this._live(stream)
+            this._uses(s, *out_buffers, *buffers)
+            ins = [view(b, op, key) for b, (op, key) in zip(buffers, in_keys)]
+            targets = [view(b, op, key) for b, (op, key) in zip(out_buffers, out_keys)]
+            this._execute(s, kernel, inputs, ins, targets, uf, fn, attributes)
+
+        return bound
+
+    def _bound_view(self, buf: NvidiaBuffer, op: Operand, key: tuple[Any, ...]) -> Any:
+        """:meth:`view` of ``op``'s layout over ``buf``, found by the key a bound launch
+        computed once."""
+        v = None if buf.freed else buf.views.get(key)
+        return v if v is not None else self.view(op._replace(buffer=buf))
+
+    def _direct_ufunc(
+        self,
+        kernel: str,
+        inputs: Sequence[Operand],
+        outputs: Sequence[Operand],
+        attributes: Mapping[str, Any],
+    ) -> Any:
+        """CuPy's ufunc where a launch can call it straight into its output, else None."""
+        if inputs and not attributes and len(outputs) == 1:
+            return self._ufunc(kernel, inputs[0].dtype)
+        return None
+
+    def _execute(
+        self,
+        s: NvidiaStream,
+        kernel: str,
+        inputs: Sequence[Operand],
+        ins: list[Any],
+        targets: list[Any],
+        uf: Any,
+        fn: Any,
+        attributes: Mapping[str, Any],
+    ) -> None:
+        """Queue the kernel on the views, on ``s``: CuPy's ufunc ``uf``, else the kernel
+        function ``fn`` (looked up here when None); CuPy's and CUDA's errors as ours."""
         try:
             with self._on(s.device), s.cuda:
                 if uf is not None:
                     uf(*ins, out=targets[0], casting="unsafe")
                 else:
-                    result = self._function(kernel, attributes)(*ins)
+                    result = (fn or self._function(kernel, attributes))(*ins)
                     # a kernel with several outputs (slogdet, qr, eigh, svd) returns a tuple
                     results = result if isinstance(result, tuple) else (result,)
                     for target, value in zip(targets, results):
