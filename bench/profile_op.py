@@ -9,6 +9,13 @@ operands and waits once, so device time is negligible and what is left is host t
 
 Prints the µs per op without and with the profiler (the profiler inflates every Python call
 about alike), then the functions by their own time.
+
+    python bench/profile_op.py --device tpu:0 --bound-vs-unbound [--rounds 25]
+
+instead measures what bound launches save (architecture.md, "A launch is bound to its
+layouts once"): the same loops, alternately with each call signature's bound launch and
+with it removed from the plan (the general path through ``Backend.launch``), in one
+process; medians of ``--rounds`` loops each.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import statistics
 import sys
 import time
 from typing import Any
@@ -41,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--op", action="append", choices=sorted(OPS), help="repeatable")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--top", type=int, default=30)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--bound-vs-unbound",
+        action="store_true",
+        help="time each op with and without its bound launch instead",
+    )
+    parser.add_argument("--rounds", type=int, default=25)
+    args = parser.parse_args(argv)  # fmt: skip
     dev = hw.device(args.device) if args.device else hw.default_device()
     x = hw.asarray(np.arange(8, dtype=np.float32), device=dev)
     stream = dev.default_stream
+    if args.bound_vs_unbound:
+        return bound_vs_unbound(dev, x, args.op or sorted(OPS), args.calls, args.rounds)
     print(f"{dev.name} ({dev.info.name}); {args.calls} calls per op, one wait after them")
     for name in args.op or ["add", "sum"]:
         op = OPS[name]
@@ -66,6 +82,47 @@ def main(argv: list[str] | None = None) -> int:
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
         print(f"\n== {name}: {plain * 1e6:.1f} µs/op ({profiled * 1e6:.1f} µs/op profiled)")
         print("\n".join(line for line in out.getvalue().splitlines() if line.strip()))
+    return 0
+
+
+def bound_vs_unbound(dev: hw.Device, x: hw.Tensor, names: list[str], calls: int,
+                     rounds: int) -> int:  # fmt: skip
+    """Enqueue µs per op with the plans' bound launches and without them, interleaved."""
+    stream = dev.default_stream
+    for name in names:
+        OPS[name](x)
+        OPS[name](x)  # the second call of a signature is bound
+    stream.synchronize()
+    plans = dev._plans
+    bound = {k: p for k, p in plans.items() if p.bound is not None}
+    if not bound:
+        print(f"{dev.name}: its backend binds no launches (Backend.bind_launch is None)")
+        return 1
+    unbound = {k: p._replace(bound=None) for k, p in bound.items()}
+
+    def loop(op: Any) -> float:
+        started = time.perf_counter()
+        for _ in range(calls):
+            op(x)
+        elapsed = time.perf_counter() - started
+        stream.synchronize()
+        return elapsed / calls
+
+    print(f"{dev.name} ({dev.info.name}): enqueue µs per op, {calls} calls a loop, "
+          f"median of {rounds} loops each")  # fmt: skip
+    samples: dict[tuple[str, bool], list[float]] = {(n, b): [] for n in names for b in (1, 0)}
+    for _ in range(rounds):
+        for name in names:
+            plans.update(bound)
+            samples[(name, True)].append(loop(OPS[name]))
+            plans.update(unbound)
+            samples[(name, False)].append(loop(OPS[name]))
+    plans.update(bound)
+    for name in names:
+        with_bound = statistics.median(samples[(name, True)]) * 1e6
+        without = statistics.median(samples[(name, False)]) * 1e6
+        print(f"  {name:16s} bound {with_bound:7.2f}   unbound {without:7.2f}   "
+              f"saved {without - with_bound:6.2f}")  # fmt: skip
     return 0
 
 
