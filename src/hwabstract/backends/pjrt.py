@@ -669,9 +669,8 @@ class PjrtBackend(Backend):
         if len(outputs) != 1:
             return None
         output = outputs[0]
-        if any(op.buffer is output.buffer for op in inputs):
-            return None
-        # the signature of a launch into a new (unwritten) output buffer, as the core's are
+        # the signature of a launch into a new (unwritten) output buffer that no input reads,
+        # as the core's are: a launch with any other has no prepared entry under it
         prepared = self._prepared.get(
             _signature(_tag(kernel, attributes), inputs, output, None, False)
         )
