@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from . import dtypes as dt
+from ._compiled import FASTPATH
 from .backend import BoundLaunch, Operand
 from .dtypes import DType
 from .errors import DeviceError, DTypeError, ShapeError, StreamError, UnsupportedError
 from .kernels import KernelSpec, get_spec
+from .kernels.spec import _SPECS
 from .stream import Stream, _stacks, current_stream
 from .tensor import Storage, Tensor, contiguous_strides
 
@@ -170,6 +172,7 @@ class _Plan(NamedTuple):
     result_shape: tuple[int, ...]
     result_strides: tuple[int, ...]  #: contiguous strides of a newly allocated result
     result_size: int
+    result_nbytes: int  #: bytes of a newly allocated result
     attrs: Mapping[str, Any]
     has_empty: bool  #: some input is empty (its operand needs normalizing)
     any_cast: bool  #: some entry of ``cast`` is true
@@ -242,13 +245,13 @@ def _make_plan(
     result_shape = tuple(out_shapes[0])
     return _Plan(
         compute, out_dtypes[0], tuple(scalar_dtypes), tuple(cast_flags), targets,
-        result_shape, contiguous_strides(result_shape), math.prod(result_shape), norm_attrs,
-        has_empty, any(cast_flags),
+        result_shape, contiguous_strides(result_shape), math.prod(result_shape),
+        math.prod(result_shape) * out_dtypes[0].itemsize, norm_attrs, has_empty, any(cast_flags),
         tuple((tuple(shape), odt) for shape, odt in zip(out_shapes, out_dtypes)),
     )  # fmt: skip
 
 
-def launch(
+def _launch_py(
     spec: KernelSpec | str,
     operands: Sequence[Any],
     attrs: Mapping[str, Any] | None = None,
@@ -337,7 +340,7 @@ def launch(
         for t in tensors:
             t._operand()  # raises for the released one, with _operand's message
     out_dtype = plan.out_dtype
-    storage = Storage(device, plan.result_size * out_dtype.itemsize)
+    storage = Storage(device, plan.result_nbytes)
     result = Tensor._wrap(storage, out_dtype, plan.result_shape, plan.result_strides)
     bound(stream._handle, buffers, (storage.buffer,))
     stream._writes += 1  # (Storage.mark_written, inlined on this hot path)
@@ -383,7 +386,7 @@ def _launch_unbound(spec: KernelSpec, device: Device, stream: Stream, plan: _Pla
     else:
         # shape and dtype were validated when the plan was made
         out_dtype = plan.out_dtype
-        storage = Storage(device, plan.result_size * out_dtype.itemsize)
+        storage = Storage(device, plan.result_nbytes)
         result = Tensor._wrap(storage, out_dtype, plan.result_shape, plan.result_strides)
     if plan.result_size:
         outputs = [result._operand()]
@@ -467,3 +470,29 @@ def copy_into(dst: Tensor, src: Tensor, stream: Stream) -> None:
     if dst.size:
         dst.device._impl.copy(stream.handle, dst._operand(), src._operand(dst.shape))
     dst._storage.mark_written(stream)
+
+
+def _configure_compiled(fallback: Any = None) -> Any:
+    """Configure ``hwabstract._fastpath`` (where built and not turned off) and return its
+    launch, which hands every call it cannot take to ``fallback`` (:func:`_launch_py`; a
+    test passes a wrapper to count them); else return :func:`_launch_py` itself."""
+    if FASTPATH is None:
+        return _launch_py
+    from . import stream as _stream_module
+
+    FASTPATH.configure(
+        fallback=fallback or _launch_py,
+        tensor_type=Tensor,
+        storage_type=Storage,
+        scalar_tensor=scalar_tensor,
+        scalar_types=_SCALARS,
+        stream_tls=_stream_module._tls,
+        plan_fields=_Plan._fields,
+        specs=_SPECS,
+    )
+    return FASTPATH.launch
+
+
+#: :func:`_launch_py`, or its compiled steady state, which hands it every call it cannot
+#: take (``hwabstract._compiled.STATUS`` says which runs; docs/architecture.md)
+launch: Any = _configure_compiled()

@@ -1,0 +1,588 @@
+/*
+ * hwabstract._fastpath: the steady state of dispatch.launch, compiled.
+ *
+ * dispatch.py's launch() is the definition of a launch. This module repeats only its fast
+ * path: a call whose signature already has a validated plan with a bound launch
+ * (Backend.bind_launch), on tensors of one device, in the thread's current stream, with no
+ * out= and no cross-stream write to order. Anything else -- a first call, a string kernel
+ * name, out= or stream=, a scalar of an unusual type, a tensor last written on another
+ * stream, a released buffer, an unhashable attribute -- is handed, untouched, to the Python
+ * launch(), which validates, explains errors and takes every other path. Where this module
+ * is not built (no C compiler at install time) or HWABSTRACT_PURE_PYTHON is set, the Python
+ * launch() is used for every call; the two produce the same tensors (tests/test_fastpath.py).
+ *
+ * docs/architecture.md, "The steady-state launch is compiled, optionally", says why.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* What configure() was given. */
+static PyObject *fallback;          /* dispatch._launch_py */
+static PyTypeObject *tensor_type;   /* hwabstract.Tensor */
+static PyTypeObject *storage_type;  /* hwabstract.tensor.Storage */
+static PyObject *scalar_tensor;     /* dispatch.scalar_tensor */
+static PyObject *scalar_types;      /* dispatch._SCALARS */
+static PyObject *stream_tls;        /* stream._tls: its "stacks" are the `with stream:` stacks */
+static PyObject *specs;             /* kernels.spec._SPECS: the specs by name */
+static Py_ssize_t plan_len = -1;    /* len(_Plan._fields) */
+static Py_ssize_t i_scalar_dtypes, i_out_dtype, i_result_shape, i_result_strides,
+    i_result_nbytes, i_bound;
+
+/* attribute names, interned once */
+static PyObject *s_storage, *s_dtype, *s_shape, *s_strides, *s_offset, *s_op, *s_device,
+    *s_buffer, *s_last_stream, *s_written, *s_synced, *s_nbytes, *s_writes, *s_handle,
+    *s_default_stream, *s_plans, *s_impl, *s_index, *s_allocate, *s_free, *s_stacks, *s_out,
+    *s_stream;
+static PyObject *empty_tuple, *zero, *one;
+
+/* Hand the call to the Python launch() as it came. */
+static PyObject *
+take_python_path(PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(fallback, args, nargsf, kwnames);
+}
+
+/* The stream launch() would use on `device`: the innermost `with stream:` of this thread
+ * for it, else the device's default stream. New reference; NULL without an exception when
+ * only the Python path can tell (no default stream created yet, an unexpected stack). */
+static PyObject *
+current_stream(PyObject *device)
+{
+    PyObject *stacks = PyObject_GetAttr(stream_tls, s_stacks);
+    if (stacks == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return NULL;
+        PyErr_Clear(); /* no `with stream:` in this thread yet */
+    } else {
+        if (!PyDict_CheckExact(stacks)) {
+            Py_DECREF(stacks);
+            return NULL;
+        }
+        PyObject *stack = PyDict_GetItemWithError(stacks, device); /* borrowed */
+        if (stack == NULL && PyErr_Occurred()) {
+            Py_DECREF(stacks);
+            return NULL;
+        }
+        if (stack != NULL) {
+            if (!PyList_CheckExact(stack)) {
+                Py_DECREF(stacks);
+                return NULL;
+            }
+            Py_ssize_t n = PyList_GET_SIZE(stack);
+            if (n > 0) {
+                PyObject *top = PyList_GET_ITEM(stack, n - 1);
+                Py_INCREF(top);
+                Py_DECREF(stacks);
+                return top;
+            }
+        }
+        Py_DECREF(stacks);
+    }
+    PyObject *stream = PyObject_GetAttr(device, s_default_stream);
+    if (stream == Py_None) {
+        Py_DECREF(stream);
+        return NULL; /* created on first use, by the Python path */
+    }
+    return stream;
+}
+
+/* Whether `stream` is among the streams `storage.synced` (a tuple of weak references) says
+ * were ordered after its last write: 1, 0, or -1 with an exception. */
+static int
+already_ordered(PyObject *storage, PyObject *stream)
+{
+    PyObject *synced = PyObject_GetAttr(storage, s_synced);
+    if (synced == NULL)
+        return -1;
+    int found = 0;
+    if (PyTuple_CheckExact(synced)) {
+        Py_ssize_t n = PyTuple_GET_SIZE(synced);
+        for (Py_ssize_t i = 0; i < n && !found; i++) {
+            PyObject *ref = PyTuple_GET_ITEM(synced, i);
+            if (!PyWeakref_CheckRef(ref))
+                continue;
+            PyObject *target = PyObject_CallNoArgs(ref); /* ref(): its object, or None */
+            if (target == NULL) {
+                Py_DECREF(synced);
+                return -1;
+            }
+            found = target == stream;
+            Py_DECREF(target);
+        }
+    }
+    Py_DECREF(synced);
+    return found;
+}
+
+/* Set the attributes of a new object from (name, value) pairs; -1 with an exception. */
+static int
+set_attrs(PyObject *obj, PyObject *const *pairs, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i += 2) {
+        if (PyObject_SetAttr(obj, pairs[i], pairs[i + 1]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Free `buffer` (the launch failed before a Storage owned it), keeping the pending
+ * exception; a failure of the free itself is reported as unraisable. */
+static void
+free_unowned(PyObject *impl, PyObject *buffer)
+{
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *call_args[2] = {impl, buffer};
+    PyObject *r = PyObject_VectorcallMethod(
+        s_free, call_args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (r == NULL)
+        PyErr_WriteUnraisable(impl);
+    else
+        Py_DECREF(r);
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+/* The launch itself, once the plan, stream and input buffers are known. */
+static PyObject *
+launch_bound(PyObject *device, PyObject *stream, PyObject *plan, PyObject *buffers)
+{
+    PyObject *out_dtype = PyTuple_GET_ITEM(plan, i_out_dtype);
+    PyObject *nbytes = PyTuple_GET_ITEM(plan, i_result_nbytes);
+    PyObject *bound = PyTuple_GET_ITEM(plan, i_bound);
+    PyObject *impl = NULL, *index = NULL, *buffer = NULL, *handle = NULL, *outs = NULL;
+    PyObject *storage = NULL, *writes = NULL, *written = NULL, *tensor = NULL, *r;
+
+    impl = PyObject_GetAttr(device, s_impl);
+    if (impl == NULL)
+        goto error;
+    index = PyObject_GetAttr(device, s_index);
+    if (index == NULL)
+        goto error;
+    {
+        PyObject *call_args[3] = {impl, index, nbytes};
+        buffer = PyObject_VectorcallMethod(
+            s_allocate, call_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (buffer == NULL)
+        goto error;
+    handle = PyObject_GetAttr(stream, s_handle);
+    if (handle == NULL)
+        goto unowned;
+    outs = PyTuple_Pack(1, buffer);
+    if (outs == NULL)
+        goto unowned;
+    {
+        PyObject *call_args[3] = {handle, buffers, outs};
+        r = PyObject_Vectorcall(bound, call_args, 3, NULL);
+    }
+    if (r == NULL)
+        goto unowned;
+    Py_DECREF(r);
+
+    /* Storage(device, nbytes, buffer), then Storage.mark_written(stream) */
+    writes = PyObject_GetAttr(stream, s_writes);
+    if (writes == NULL)
+        goto unowned;
+    written = PyNumber_Add(writes, one);
+    if (written == NULL)
+        goto unowned;
+    storage = storage_type->tp_alloc(storage_type, 0);
+    if (storage == NULL)
+        goto unowned;
+    {
+        /* buffer None first, as Storage.__init__ does: its __del__ reads it */
+        PyObject *fields[] = {
+            s_buffer, Py_None, s_device, device, s_nbytes, nbytes, s_last_stream, stream,
+            s_written, written, s_synced, empty_tuple,
+        };
+        if (set_attrs(storage, fields, sizeof fields / sizeof *fields) < 0)
+            goto unowned;
+    }
+    if (PyObject_SetAttr(storage, s_buffer, buffer) < 0)
+        goto unowned;
+    Py_CLEAR(buffer); /* the storage owns it now: its __del__ frees it */
+    if (PyObject_SetAttr(stream, s_writes, written) < 0)
+        goto error;
+
+    /* Tensor._wrap(storage, out_dtype, result_shape, result_strides) */
+    tensor = tensor_type->tp_alloc(tensor_type, 0);
+    if (tensor == NULL)
+        goto error;
+    {
+        PyObject *fields[] = {
+            s_storage, storage, s_dtype, out_dtype,
+            s_shape, PyTuple_GET_ITEM(plan, i_result_shape),
+            s_strides, PyTuple_GET_ITEM(plan, i_result_strides),
+            s_offset, zero, s_op, Py_None,
+        };
+        if (set_attrs(tensor, fields, sizeof fields / sizeof *fields) < 0)
+            goto error;
+    }
+    Py_DECREF(impl);
+    Py_DECREF(index);
+    Py_DECREF(handle);
+    Py_DECREF(outs);
+    Py_DECREF(storage);
+    Py_DECREF(writes);
+    Py_DECREF(written);
+    return tensor;
+
+unowned:
+    free_unowned(impl, buffer);
+error:
+    Py_XDECREF(impl);
+    Py_XDECREF(index);
+    Py_XDECREF(buffer);
+    Py_XDECREF(handle);
+    Py_XDECREF(outs);
+    Py_XDECREF(storage); /* (frees its buffer, once it holds it) */
+    Py_XDECREF(writes);
+    Py_XDECREF(written);
+    Py_XDECREF(tensor);
+    return NULL;
+}
+
+/* launch(spec, operands, attrs=None, *, out=None, stream=None): dispatch.launch's
+ * signature and result. */
+static PyObject *
+fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    size_t nargsf = (size_t)nargs;
+    if (fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "hwabstract._fastpath.launch() called before configure()");
+        return NULL;
+    }
+    if (nargs < 2 || nargs > 3)
+        return take_python_path(args, nargsf, kwnames);
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < nkw; k++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, k);
+            /* out= and stream= other than None, or any other keyword: the Python path */
+            if (args[nargs + k] != Py_None
+                || (name != s_out && name != s_stream
+                    && PyUnicode_Compare(name, s_out) != 0
+                    && PyUnicode_Compare(name, s_stream) != 0))
+                return take_python_path(args, nargsf, kwnames);
+        }
+    }
+    PyObject *spec = args[0], *operands = args[1];
+    PyObject *attrs = nargs == 3 ? args[2] : Py_None;
+    if (!PyTuple_CheckExact(operands))
+        return take_python_path(args, nargsf, kwnames);
+    if (PyUnicode_Check(spec)) {
+        /* get_spec(name) where the catalogue has it; else get_spec loads it or explains */
+        spec = PyUnicode_CheckExact(spec) ? PyDict_GetItemWithError(specs, spec) : NULL;
+        if (spec == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            return take_python_path(args, nargsf, kwnames);
+        }
+    }
+
+    PyObject *attr_items = NULL, *signature = NULL, *device = NULL, *stream = NULL;
+    PyObject *key = NULL, *plan = NULL, *buffers = NULL, *result = NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(operands);
+
+    if (attrs == Py_None || (PyDict_CheckExact(attrs) && PyDict_GET_SIZE(attrs) == 0)) {
+        attr_items = Py_NewRef(empty_tuple);
+    } else if (PyDict_CheckExact(attrs)) {
+        /* tuple(attrs.items()), in the dict's order */
+        attr_items = PyTuple_New(PyDict_GET_SIZE(attrs));
+        if (attr_items == NULL)
+            return NULL;
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(attrs, &pos, &k, &v)) {
+            PyObject *item = PyTuple_Pack(2, k, v);
+            if (item == NULL)
+                goto error;
+            PyTuple_SET_ITEM(attr_items, i++, item);
+        }
+    } else {
+        return take_python_path(args, nargsf, kwnames);
+    }
+
+    /* the call's signature, as launch() builds it, and the device */
+    signature = PyTuple_New(n);
+    if (signature == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *op = PyTuple_GET_ITEM(operands, i);
+        PyObject *entry;
+        if (PyObject_TypeCheck(op, tensor_type)) {
+            PyObject *storage = PyObject_GetAttr(op, s_storage);
+            if (storage == NULL)
+                goto error;
+            PyObject *op_device = PyObject_GetAttr(storage, s_device);
+            Py_DECREF(storage);
+            if (op_device == NULL)
+                goto error;
+            if (device == NULL) {
+                device = op_device;
+            } else {
+                int same = op_device == device;
+                Py_DECREF(op_device);
+                if (!same)
+                    goto python_path; /* several devices: launch() explains */
+            }
+            PyObject *dtype = PyObject_GetAttr(op, s_dtype);
+            PyObject *shape = dtype ? PyObject_GetAttr(op, s_shape) : NULL;
+            PyObject *strides = shape ? PyObject_GetAttr(op, s_strides) : NULL;
+            PyObject *offset = strides ? PyObject_GetAttr(op, s_offset) : NULL;
+            entry = offset ? PyTuple_Pack(4, dtype, shape, strides, offset) : NULL;
+            Py_XDECREF(dtype);
+            Py_XDECREF(shape);
+            Py_XDECREF(strides);
+            Py_XDECREF(offset);
+            if (entry == NULL)
+                goto error;
+        } else {
+            if (op != Py_None) {
+                int scalar = PyObject_IsInstance(op, scalar_types);
+                if (scalar < 0)
+                    goto error;
+                if (!scalar)
+                    goto python_path; /* a foreign object: launch() explains */
+            }
+            entry = Py_NewRef((PyObject *)Py_TYPE(op));
+        }
+        PyTuple_SET_ITEM(signature, i, entry);
+    }
+    if (device == NULL)
+        goto python_path; /* no tensor operand */
+
+    stream = current_stream(device);
+    if (stream == NULL) {
+        if (PyErr_Occurred())
+            goto error;
+        goto python_path;
+    }
+
+    /* the validated plan of this signature, with its bound launch */
+    PyObject *plans = PyObject_GetAttr(device, s_plans);
+    if (plans == NULL)
+        goto error;
+    if (!PyDict_CheckExact(plans)) {
+        Py_DECREF(plans);
+        goto python_path;
+    }
+    key = PyTuple_Pack(3, spec, signature, attr_items);
+    if (key == NULL) {
+        Py_DECREF(plans);
+        goto error;
+    }
+    plan = PyDict_GetItemWithError(plans, key); /* borrowed */
+    if (plan == NULL) {
+        Py_DECREF(plans);
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear(); /* not validated yet, or an unhashable attribute */
+            goto python_path;
+        }
+        goto error;
+    }
+    Py_INCREF(plan);
+    Py_DECREF(plans);
+    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != plan_len
+        || PyTuple_GET_ITEM(plan, i_bound) == Py_None)
+        goto python_path; /* no bound launch (yet): the general path */
+    PyObject *scalar_dtypes = PyTuple_GET_ITEM(plan, i_scalar_dtypes);
+    if (!PyTuple_Check(scalar_dtypes) || PyTuple_GET_SIZE(scalar_dtypes) != n)
+        goto python_path;
+
+    /* operands -> buffers (scalars become dispatch's cached 0-d tensors) */
+    buffers = PyList_New(0);
+    if (buffers == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *op = PyTuple_GET_ITEM(operands, i);
+        PyObject *scalar_dtype = PyTuple_GET_ITEM(scalar_dtypes, i);
+        PyObject *storage;
+        if (op == Py_None)
+            continue;
+        if (scalar_dtype != Py_None) {
+            PyObject *call_args[4] = {device, op, scalar_dtype, stream};
+            PyObject *scalar = PyObject_Vectorcall(scalar_tensor, call_args, 4, NULL);
+            if (scalar == NULL)
+                goto error;
+            storage = PyObject_GetAttr(scalar, s_storage);
+            Py_DECREF(scalar);
+            if (storage == NULL)
+                goto error;
+        } else {
+            if (!PyObject_TypeCheck(op, tensor_type))
+                goto python_path;
+            storage = PyObject_GetAttr(op, s_storage);
+            if (storage == NULL)
+                goto error;
+            PyObject *writer = PyObject_GetAttr(storage, s_last_stream);
+            if (writer == NULL) {
+                Py_DECREF(storage);
+                goto error;
+            }
+            int other = writer != Py_None && writer != stream;
+            Py_DECREF(writer);
+            if (other) {
+                /* Storage.order_before: nothing to do if this stream was ordered after
+                 * that write already (a weak reference to it in `synced`) */
+                int ordered = already_ordered(storage, stream);
+                if (ordered <= 0) {
+                    Py_DECREF(storage);
+                    if (ordered < 0)
+                        goto error;
+                    goto python_path; /* a write on another stream to order first */
+                }
+            }
+        }
+        PyObject *buffer = PyObject_GetAttr(storage, s_buffer);
+        Py_DECREF(storage);
+        if (buffer == NULL)
+            goto error;
+        if (buffer == Py_None) {
+            Py_DECREF(buffer);
+            goto python_path; /* released: launch() raises, saying so */
+        }
+        int failed = PyList_Append(buffers, buffer);
+        Py_DECREF(buffer);
+        if (failed < 0)
+            goto error;
+    }
+    result = launch_bound(device, stream, plan, buffers);
+    goto done;
+
+python_path:
+    result = take_python_path(args, nargsf, kwnames);
+    goto done;
+error:
+    result = NULL;
+done:
+    Py_XDECREF(attr_items);
+    Py_XDECREF(signature);
+    Py_XDECREF(device);
+    Py_XDECREF(stream);
+    Py_XDECREF(key);
+    Py_XDECREF(plan);
+    Py_XDECREF(buffers);
+    return result;
+}
+
+static Py_ssize_t
+field_index(PyObject *fields, const char *name)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(fields);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f = PyTuple_GET_ITEM(fields, i);
+        if (PyUnicode_Check(f) && PyUnicode_CompareWithASCIIString(f, name) == 0)
+            return i;
+    }
+    PyErr_Format(PyExc_ValueError, "the plan has no field %s", name);
+    return -1;
+}
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"fallback", "tensor_type", "storage_type", "scalar_tensor",
+                            "scalar_types", "stream_tls", "plan_fields", "specs", NULL};
+    PyObject *fb, *tt, *st, *sc, *stypes, *tls, *fields, *sp;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OO!O!OO!OO!O!:configure", names, &fb,
+                                     &PyType_Type, &tt, &PyType_Type, &st, &sc,
+                                     &PyTuple_Type, &stypes, &tls, &PyTuple_Type, &fields,
+                                     &PyDict_Type, &sp))
+        return NULL;
+    if (!PyCallable_Check(fb) || !PyCallable_Check(sc)) {
+        PyErr_SetString(PyExc_TypeError, "fallback and scalar_tensor must be callable");
+        return NULL;
+    }
+    Py_ssize_t idx[6];
+    const char *wanted[6] = {"scalar_dtypes", "out_dtype",     "result_shape",
+                             "result_strides", "result_nbytes", "bound"};
+    for (int i = 0; i < 6; i++) {
+        idx[i] = field_index(fields, wanted[i]);
+        if (idx[i] < 0)
+            return NULL;
+    }
+    Py_XSETREF(fallback, Py_NewRef(fb));
+    Py_XSETREF(tensor_type, (PyTypeObject *)Py_NewRef(tt));
+    Py_XSETREF(storage_type, (PyTypeObject *)Py_NewRef(st));
+    Py_XSETREF(scalar_tensor, Py_NewRef(sc));
+    Py_XSETREF(scalar_types, Py_NewRef(stypes));
+    Py_XSETREF(stream_tls, Py_NewRef(tls));
+    Py_XSETREF(specs, Py_NewRef(sp));
+    plan_len = PyTuple_GET_SIZE(fields);
+    i_scalar_dtypes = idx[0];
+    i_out_dtype = idx[1];
+    i_result_shape = idx[2];
+    i_result_strides = idx[3];
+    i_result_nbytes = idx[4];
+    i_bound = idx[5];
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(launch_doc,
+"launch(spec, operands, attrs=None, *, out=None, stream=None)\n--\n\n"
+"Validate a call of ``spec`` and queue it. Returns the output tensor (or ``out``).\n\n"
+"The compiled steady state of :func:`hwabstract.dispatch.launch` (see its Python\n"
+"definition, ``_launch_py``): calls it cannot take go to the Python function unchanged.");
+
+PyDoc_STRVAR(configure_doc,
+"configure(*, fallback, tensor_type, storage_type, scalar_tensor, scalar_types,\n"
+"          stream_tls, plan_fields, specs)\n--\n\n"
+"Called once by hwabstract.dispatch: the objects the compiled launch works with.");
+
+static PyMethodDef methods[] = {
+    {"launch", (PyCFunction)(void (*)(void))fast_launch, METH_FASTCALL | METH_KEYWORDS,
+     launch_doc},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     configure_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "hwabstract._fastpath",
+    "The steady state of hwabstract.dispatch.launch, compiled (optional; see "
+    "docs/architecture.md).",
+    -1,
+    methods,
+};
+
+#define INTERN(var, text)                                  \
+    do {                                                   \
+        if ((var = PyUnicode_InternFromString(text)) == NULL) \
+            return NULL;                                   \
+    } while (0)
+
+PyMODINIT_FUNC
+PyInit__fastpath(void)
+{
+    INTERN(s_storage, "_storage");
+    INTERN(s_dtype, "_dtype");
+    INTERN(s_shape, "_shape");
+    INTERN(s_strides, "_strides");
+    INTERN(s_offset, "_offset");
+    INTERN(s_op, "_op");
+    INTERN(s_device, "device");
+    INTERN(s_buffer, "buffer");
+    INTERN(s_last_stream, "last_stream");
+    INTERN(s_written, "written");
+    INTERN(s_synced, "synced");
+    INTERN(s_nbytes, "nbytes");
+    INTERN(s_writes, "_writes");
+    INTERN(s_handle, "_handle");
+    INTERN(s_default_stream, "_default_stream");
+    INTERN(s_plans, "_plans");
+    INTERN(s_impl, "_impl");
+    INTERN(s_index, "index");
+    INTERN(s_allocate, "allocate");
+    INTERN(s_free, "free");
+    INTERN(s_stacks, "stacks");
+    INTERN(s_out, "out");
+    INTERN(s_stream, "stream");
+    if ((empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}

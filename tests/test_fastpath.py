@@ -1,0 +1,343 @@
+"""The compiled steady state of dispatch.launch (``src/hwabstract/_fastpath.c``, loaded by
+``hwabstract._compiled``).
+
+The compiled launch must give exactly what the Python ``launch`` gives: it takes only calls
+of a signature that has a bound launch and hands every other call, untouched, to the Python
+function. Each test below says which of the two it expects to run, and counts the calls that
+reach the Python function to check it. The tests that need the module skip, saying so, where
+it is not built or is turned off; ``HWABSTRACT_REQUIRE_FASTPATH=1`` (tox's main env) makes its
+absence a failure instead, so that a build which silently dropped it does not pass.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from test_dispatch import _BindRecorder
+
+import hwabstract as hw
+from hwabstract import _compiled, dispatch
+from hwabstract.errors import OutOfMemoryError
+
+compiled = pytest.mark.skipif(
+    _compiled.FASTPATH is None and not os.environ.get("HWABSTRACT_REQUIRE_FASTPATH"),
+    reason=f"hwabstract._fastpath is not in use: {_compiled.STATUS}",
+)
+
+
+def test_the_status_says_which_launch_runs() -> None:
+    if os.environ.get("HWABSTRACT_REQUIRE_FASTPATH"):
+        assert _compiled.FASTPATH is not None, _compiled.STATUS
+    if _compiled.FASTPATH is None:
+        assert dispatch.launch is dispatch._launch_py
+        assert _compiled.STATUS.startswith("pure Python (")
+    else:
+        assert dispatch.launch is _compiled.FASTPATH.launch
+        assert _compiled.STATUS == "compiled (hwabstract._fastpath)"
+
+
+def test_pure_python_is_chosen_by_the_environment_variable(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import hwabstract._compiled as c, hwabstract.dispatch as d; "
+        "print(c.STATUS, d.launch is d._launch_py)"
+    )
+    env = {**os.environ, "HWABSTRACT_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "pure Python (HWABSTRACT_PURE_PYTHON is set) True"
+
+
+class _Counter:
+    """Configured as the compiled launch's fallback: counts the calls it hands over."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return dispatch._launch_py(*args, **kwargs)
+
+
+@pytest.fixture
+def python_calls() -> Iterator[_Counter]:
+    counter = _Counter()
+    dispatch._configure_compiled(counter)
+    try:
+        yield counter
+    finally:
+        dispatch._configure_compiled()
+
+
+@pytest.fixture
+def device() -> hw.Device:
+    """A fresh cpu device whose backend binds launches (the cpu backend itself does not)."""
+    from hwabstract.registry import Registry
+
+    dev = Registry().device("cpu")
+    _BindRecorder(dev)
+    return dev
+
+
+def _warm(fn: Any) -> Any:
+    fn()  # launch() validates and asks for the bound launch
+    return fn()
+
+
+# -- the compiled launch takes a bound signature -------------------------------------------
+
+
+@compiled
+@pytest.mark.parametrize(
+    "case",
+    [
+        "add",
+        "add a python float",
+        "add an int",
+        "add a bool",
+        "multiply by a numpy scalar",
+        "clip with a None bound",
+        "sum with attributes",
+        "softmax by name",
+        "matmul of views",
+    ],
+)
+def test_a_bound_signature_runs_compiled_and_matches_python(
+    case: str, device: hw.Device, python_calls: _Counter
+) -> None:
+    a = np.arange(12, dtype=np.float32).reshape(3, 4) - 5
+    x = hw.asarray(a, device=device)
+    calls: dict[str, tuple[Any, Any]] = {
+        "add": (lambda: hw.add(x, x), a + a),
+        "add a python float": (lambda: hw.add(x, 1.5), a + 1.5),
+        "add an int": (lambda: hw.add(x, 2), a + 2),
+        "add a bool": (lambda: hw.add(x, True), a + 1),
+        "multiply by a numpy scalar": (lambda: hw.multiply(x, np.float32(0.5)), a * 0.5),
+        "clip with a None bound": (lambda: hw.clip(x, None, 1.0), np.clip(a, None, 1.0)),
+        "sum with attributes": (
+            lambda: hw.sum(x, axis=1, keepdims=True),
+            a.sum(axis=1, keepdims=True),
+        ),
+        "softmax by name": (
+            lambda: hw.softmax(x),
+            np.exp(a - a.max(-1, keepdims=True))
+            / np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True),
+        ),
+        "matmul of views": (lambda: hw.matmul(x[:, 1:3], x.T[1:3, :]), a[:, 1:3] @ a.T[1:3]),
+    }
+    fn, expected = calls[case]
+    _warm(fn)
+    before = python_calls.calls
+    stream = device.default_stream
+    writes = stream._writes
+    results = [fn() for _ in range(3)]
+    assert python_calls.calls == before, "a bound signature went to the Python launch"
+    assert all(r._op is None and r._offset == 0 for r in results)  # (as Tensor._wrap makes)
+    assert stream._writes == writes + 3
+    for k, r in enumerate(results):
+        np.testing.assert_allclose(r.numpy(), expected, rtol=1e-6)
+        storage = r._storage
+        assert storage.last_stream is stream and storage.written == writes + k + 1
+        assert storage.synced == ()
+
+
+@compiled
+def test_compiled_results_have_the_layout_and_bookkeeping_of_python_ones(
+    device: hw.Device,
+) -> None:
+    x = hw.asarray(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
+    _warm(lambda: hw.exp(x))
+    fast = hw.exp(x)
+    slow = dispatch._launch_py("exp", (x,))
+    for attr in ("_dtype", "_shape", "_strides", "_offset", "_op"):
+        assert getattr(fast, attr) == getattr(slow, attr), attr
+    assert type(fast) is type(slow) is hw.Tensor
+    assert type(fast._storage) is type(slow._storage)
+    assert fast._storage.nbytes == slow._storage.nbytes == 24
+    assert fast._storage.device is slow._storage.device is device
+    np.testing.assert_array_equal(fast.numpy(), slow.numpy())
+
+
+@compiled
+def test_a_with_stream_block_is_honoured(device: hw.Device, python_calls: _Counter) -> None:
+    x = hw.asarray(np.ones(4, np.float32), device=device)
+    _warm(lambda: hw.negative(x))
+    other = device.create_stream()
+    before = python_calls.calls
+    with other:
+        # x was written on the default stream: the first read on `other` goes to launch(),
+        # which orders the two streams; later ones are compiled
+        results = [hw.negative(x) for _ in range(3)]
+    assert python_calls.calls == before + 1
+    assert all(r._storage.last_stream is other for r in results)
+    assert hw.negative(x)._storage.last_stream is device.default_stream
+
+
+@compiled
+def test_each_thread_has_its_own_stream_stack(device: hw.Device) -> None:
+    x = hw.asarray(np.ones(4, np.float32), device=device)
+    _warm(lambda: hw.negative(x))
+    other = device.create_stream()
+    seen: list[Any] = []
+
+    def worker() -> None:
+        with other:
+            seen.append(hw.negative(x)._storage.last_stream)
+        seen.append(hw.negative(x)._storage.last_stream)
+
+    t = threading.Thread(target=worker)
+    with device.default_stream:  # this thread's stack: no effect on the worker's
+        t.start()
+        t.join()
+    assert seen == [other, device.default_stream]
+
+
+# -- and hands everything else to Python, untouched ----------------------------------------
+
+
+@compiled
+def test_calls_it_cannot_take_go_to_python(device: hw.Device, python_calls: _Counter) -> None:
+    x = hw.asarray(np.arange(4, dtype=np.float32), device=device)
+    out = hw.empty((4,), dtype=hw.float32, device=device)
+    _warm(lambda: hw.add(x, x))
+    other = device.create_stream()
+    cases = [
+        lambda: hw.add(x, x, out=out),
+        lambda: hw.add(x, x, stream=other),
+        lambda: dispatch.launch("add", [x, x]),  # operands not a tuple
+        lambda: hw.sum(x, axis=[0]),  # an unhashable attribute
+    ]
+    for case in cases:
+        before = python_calls.calls
+        case()
+        assert python_calls.calls == before + 1
+    # a tensor last written on another stream: launch() orders the streams first
+    y = hw.add(x, x, stream=other)
+    before = python_calls.calls
+    z = hw.add(y, x)
+    assert python_calls.calls == before + 1
+    np.testing.assert_array_equal(z.numpy(), [0, 3, 6, 9])
+
+
+@compiled
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda x: dispatch.launch("frobnicate", (x,)), hw.KernelError, "no kernel named"),
+        (lambda x: hw.add(x, [1, 2]), hw.DTypeError, "list"),
+        (lambda x: hw.add(x, hw.asarray(np.ones(4, np.float32))), hw.DeviceError, "one device"),
+        (
+            lambda x: dispatch.launch(dispatch.get_spec("add"), (1.0, 2.0)),
+            hw.DeviceError,
+            "at least one Tensor",
+        ),
+        (lambda x: dispatch.launch("add"), TypeError, "operands"),
+        (lambda x: dispatch.launch("add", (x, x), bogus=1), TypeError, "bogus"),
+    ],
+)
+def test_errors_are_python_launch_errors(
+    call: Any, error: type[Exception], match: str, device: hw.Device
+) -> None:
+    x = hw.asarray(np.ones(4, np.float32), device=device)
+    _warm(lambda: hw.add(x, x))
+    with pytest.raises(error, match=match):
+        call(x)
+
+
+@compiled
+def test_a_failed_bound_launch_frees_its_output_and_records_no_write(device: hw.Device) -> None:
+    x = hw.asarray(np.ones(256, np.float32), device=device)
+    _warm(lambda: hw.sqrt(x))
+    plans = [k for k in device._plans if k[0].name == "sqrt"]
+    plan = device._plans[plans[0]]
+
+    def failing(stream: Any, buffers: Any, out_buffers: Any) -> None:
+        raise hw.KernelError("refused by the test")
+
+    device._plans[plans[0]] = plan._replace(bound=failing)
+    stream = device.default_stream
+    stream.synchronize()
+    in_use, writes = device.memory_stats().in_use, stream._writes
+    with pytest.raises(hw.KernelError, match="refused by the test"):
+        hw.sqrt(x)
+    assert device.memory_stats().in_use == in_use
+    assert stream._writes == writes
+
+
+@compiled
+def test_out_of_memory_is_raised_before_anything_is_launched(
+    device: hw.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec = _BindRecorder(device)
+    x = hw.asarray(np.ones(4, np.float32), device=device)
+    _warm(lambda: hw.sqrt(x))
+    launched = len(rec.bound_calls)
+
+    def no_memory(index: int, nbytes: int) -> Any:
+        raise OutOfMemoryError(device.name, nbytes, 0, 1)
+
+    monkeypatch.setattr(device._impl, "allocate", no_memory)
+    with pytest.raises(OutOfMemoryError):
+        hw.sqrt(x)
+    assert len(rec.bound_calls) == launched
+
+
+@compiled
+def test_a_released_buffer_is_refused_with_launchs_message(device: hw.Device) -> None:
+    x = hw.asarray(np.arange(4, dtype=np.float32), device=device)
+    _warm(lambda: hw.sqrt(x))
+    storage = x._storage
+    buffer, storage.buffer = storage.buffer, None
+    try:
+        with pytest.raises(hw.DeviceError, match="memory was released"):
+            hw.sqrt(x)
+    finally:
+        storage.buffer = buffer
+
+
+@compiled
+def test_many_compiled_launches_leak_no_objects(device: hw.Device) -> None:
+    x = hw.asarray(np.ones(8, np.float32), device=device)
+    _warm(lambda: hw.add(x, 1.0))
+    device.default_stream.synchronize()
+    stats = device.memory_stats()
+
+    def count() -> int:
+        gc.collect()
+        return len(gc.get_objects())
+
+    for _ in range(200):
+        hw.add(x, 1.0)
+    device.default_stream.synchronize()
+    before = count()
+    for _ in range(2000):
+        hw.add(x, 1.0)
+    device.default_stream.synchronize()
+    assert count() - before < 50  # (a leak would leave thousands)
+    assert device.memory_stats().allocations == stats.allocations
+
+
+@compiled
+def test_configure_refuses_a_plan_without_the_fields_it_reads() -> None:
+    assert _compiled.FASTPATH is not None
+    with pytest.raises(ValueError, match="result_nbytes"):
+        _compiled.FASTPATH.configure(
+            fallback=dispatch._launch_py,
+            tensor_type=hw.Tensor,
+            storage_type=dispatch.Storage,
+            scalar_tensor=dispatch.scalar_tensor,
+            scalar_types=dispatch._SCALARS,
+            stream_tls=threading.local(),
+            plan_fields=("scalar_dtypes", "out_dtype", "result_shape", "result_strides"),
+            specs={},
+        )
+    dispatch._configure_compiled()
