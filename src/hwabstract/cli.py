@@ -24,6 +24,7 @@ from typing import Any
 
 import hwabstract as hw
 
+from . import _compiled
 from .backend import SUPPORTED_API_LEVELS, Capabilities, DeviceInfo, MemoryStats
 from .dtypes import DType, all_dtypes
 from .errors import HwAbstractError
@@ -41,6 +42,7 @@ ENVIRONMENT = {
     "HWABSTRACT_PROBE_TIMEOUT": "seconds a plugin's probe may take in `doctor --isolate` (60)",
     "HWABSTRACT_PLUGINS": "allow list of plugin names; only these load",
     "HWABSTRACT_DISABLE_PLUGINS": "deny list of plugin names",
+    "HWABSTRACT_PURE_PYTHON": "1: dispatch runs its Python definition, not the compiled one",
 }
 
 #: Vendor runtimes the shipped plugins load, found with importlib.util.find_spec (never
@@ -525,6 +527,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "backends": [{**_backend_dict(s), "advice": advice(s)} for s in statuses],
         "environment": {name: value for name, (value, _) in environment.items()},
         "vendor_stacks": stacks,
+        "dispatch": _compiled.STATUS,
     }
     if args.json:
         _print_json(report)
@@ -539,6 +542,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if args.isolate
         else ""
     )
+    print(f"dispatch: {_compiled.STATUS}")
     print(f"\nbackends: {len(working)} of {len(statuses)} usable{isolation}")
     print(_backend_diagnoses(statuses))
     print()
