@@ -1,5 +1,6 @@
 """What every benchmark in bench/ shares: alternate sampling against a named peer, the
-table (text or Markdown), and the command line (--repeat, --quick, --markdown, --json)."""
+table (text or Markdown), and the command line (--repeat, --quick, --markdown, --json,
+--processes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,10 +75,35 @@ def peer_report(benchmark: str, device: str, peer: str, repeat: int,
 
 
 def peer_title(report: dict[str, Any], repeat: int) -> str:
+    processes = report.get("processes", 1)
+    across = f", median over {processes} processes" if processes > 1 else ""
     return (
         f"{report['device']} vs {report['peer']} — Python {report['python']}, "
-        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}"
+        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}{across}"
     )
+
+
+def across_processes(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of several processes: per case, the row of the process
+    whose ratio is the median (the lower middle one for an even count: its times and note),
+    with the median ratio and every process's ratio."""
+    merged = dict(reports[0])
+    merged["processes"] = len(reports)
+    results = []
+    for rows in zip(*(r["results"] for r in reports)):
+        if not all(isinstance(row.get("ratio"), (int, float)) for row in rows):
+            results.append(rows[0])
+            continue
+        ordered = sorted(rows, key=lambda row: row["ratio"])
+        middle = ordered[(len(ordered) - 1) // 2]
+        ratios = [row["ratio"] for row in rows]
+        results.append({
+            **middle,
+            "ratio": statistics.median(ratios),
+            "ratios": ratios,
+        })  # fmt: skip
+    merged["results"] = results
+    return merged
 
 
 def peer_table(peer: str) -> Callable[[dict[str, Any], bool], str]:
@@ -83,8 +112,16 @@ def peer_table(peer: str) -> Callable[[dict[str, Any], bool], str]:
     def render(report: dict[str, Any], markdown: bool) -> str:
         short = peer.split()[-1]  # "raw JAX" -> "JAX"
         header = ["case", "hwabstract µs", f"{peer} µs", f"ratio (hw/{short})", "note"]
-        rows = [[r["case"], f"{r['hw_us']:.1f}", f"{r['peer_us']:.1f}", f"{r['ratio']:.2f}x",
-                 r["note"]] for r in report["results"]]  # fmt: skip
+        several = report.get("processes", 1) > 1
+        if several:
+            header.insert(4, "ratio per process")
+        rows = []
+        for r in report["results"]:
+            row = [r["case"], f"{r['hw_us']:.1f}", f"{r['peer_us']:.1f}", f"{r['ratio']:.2f}x",
+                   r["note"]]  # fmt: skip
+            if several:
+                row.insert(4, " / ".join(f"{x:.2f}" for x in r.get("ratios", ())))
+            rows.append(row)
         return table(header, rows, markdown)
 
     return render
@@ -113,11 +150,40 @@ def main(
     parser.add_argument("--quick", action="store_true", help="fewer and smaller cases")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the whole benchmark in N fresh interpreters, one after the other, and "
+        "report per case the median of their ratios, with each process's ratio (where a "
+        "process's memory placement moves a ratio, one process is one sample)",
+    )
     args = parser.parse_args(argv)
-    report = run(args.repeat, args.quick)
+    if args.processes > 1:
+        report = across_processes([
+            _in_new_process(run, args.repeat, args.quick) for _ in range(args.processes)
+        ])  # fmt: skip
+    else:
+        report = run(args.repeat, args.quick)
     print(title(report, args.repeat))
     print(render(report, args.markdown))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=2)
     return 0
+
+
+def _in_new_process(run: Callable[[int, bool], dict[str, Any]], repeat: int,
+                    quick: bool) -> dict[str, Any]:  # fmt: skip
+    """The report of one run of the benchmark that defines ``run``, in a new interpreter."""
+    script = sys.modules[run.__module__].__file__
+    assert script is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "report.json")
+        command = [sys.executable, script, "--repeat", str(repeat), "--json", path]
+        subprocess.run([*command, *(["--quick"] if quick else [])], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        with open(path) as fh:
+            report: dict[str, Any] = json.load(fh)
+    return report
