@@ -186,6 +186,37 @@ def test_a_partial_write_donates_the_old_array(standin: hw.Device) -> None:
     np.testing.assert_array_equal(x.numpy()[:4], [1, 0, 1, 0])
 
 
+def test_a_result_keeps_its_shape_in_its_buffer_and_reads_as_any_view(
+    standin: hw.Device,
+) -> None:
+    """A launch that writes a buffer whole leaves its result in its own shape (flattening it
+    in the same program costs XLA:CPU its vectorized loop); every reader sees the buffer's
+    contents in C order whatever that shape is."""
+    a = np.arange(24, dtype=np.float32).reshape(4, 6) / 7
+    x = hw.asarray(a, device=standin)
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    expected = e / e.sum(axis=-1, keepdims=True)
+    y = hw.softmax(x)
+    assert y._storage.buffer.array.shape == (4, 6)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(y.reshape((24,)).numpy(), expected.reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(y.T.numpy(), expected.T, rtol=1e-6)
+    np.testing.assert_allclose(hw.add(y.reshape((2, 12)), 1.0).numpy(),
+                               expected.reshape(2, 12) + 1, rtol=1e-6)  # fmt: skip
+    bits = hw.Tensor._wrap(y._storage, hw.int32, (4, 6))  # the buffer in another dtype
+    np.testing.assert_array_equal(bits.numpy(), y.numpy().view(np.int32))
+    # a partial write still donates the old array, and keeps its shape
+    old = y._storage.buffer.array
+    y[1:3, ::2] = hw.zeros((2, 3), device=standin)
+    assert old.is_deleted() and y._storage.buffer.array.shape == (4, 6)
+    expected[1:3, ::2] = 0
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6)
+    # a sum's 0-d result, read back and used again
+    total = hw.sum(y)
+    assert total._storage.buffer.array.shape == ()
+    assert abs(float(hw.multiply(total, 2.0).item()) - 2 * expected.sum()) < 1e-4
+
+
 def test_executables_are_cached_per_kernel_and_layout(standin: hw.Device) -> None:
     impl = standin._impl
     x = hw.ones((33,), device=standin)
