@@ -18,6 +18,7 @@ import importlib.metadata
 import subprocess
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -215,6 +216,22 @@ def test_a_result_keeps_its_shape_in_its_buffer_and_reads_as_any_view(
     total = hw.sum(y)
     assert total._storage.buffer.array.shape == ()
     assert abs(float(hw.multiply(total, 2.0).item()) - 2 * expected.sum()) < 1e-4
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "uint8", "uint16", "uint32"])
+def test_integer_matmul_wraps_like_numpy_and_warns_nothing(standin: hw.Device, dtype: str) -> None:
+    """Integer matmul accumulates in 32 bits: without x64, asking JAX for 64-bit integers
+    would warn (and truncate) on every launch. Cast back, the sum is the same modulo the
+    dtype's width (found by the API fuzzer run on the stand-in)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(0)
+    a = rng.integers(info.min, info.max, (3, 40), dtype=dtype, endpoint=True)
+    b = rng.integers(info.min, info.max, (40, 2), dtype=dtype, endpoint=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = hw.matmul(hw.asarray(a, device=standin), hw.asarray(b, device=standin)).numpy()
+    expected = (a.astype(np.int64) @ b.astype(np.int64)).astype(dtype)  # wraps
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_executables_are_cached_per_kernel_and_layout(standin: hw.Device) -> None:

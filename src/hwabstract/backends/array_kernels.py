@@ -99,7 +99,8 @@ class ArrayModule:
     erfc: Callable[[Any], Any]
     #: the matmul of two floating (or complex) arrays of one dtype at the full precision of
     #: the dtype; for 8- and 16-bit floats it may return float32 (the table rounds once).
-    #: Integer matmul is the table's: it widens to int64/uint64 and calls ``xp.matmul``.
+    #: Integer matmul is the table's: it widens to 32-bit integers (64-bit for 64-bit
+    #: inputs) and calls ``xp.matmul``.
     matmul: Callable[[Any, Any], Any]
     #: a stable argsort, ``(x, axis) -> indices``; None: the namespace's ``argsort`` with
     #: ``stable=True`` (NumPy 2, JAX). CuPy's sorts are always stable and take no such keyword.
@@ -551,7 +552,13 @@ def _matmul(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
         kind = _kind(a)
         if kind in "fc":
             return floating(a, b).astype(a.dtype)
-        wide = np.int64 if kind == "i" else np.uint64
+        # Accumulated in 32 bits, or 64 for 64-bit inputs: cast back to the inputs' dtype,
+        # the sum is the same modulo its width either way, and JAX without x64 has no
+        # 64-bit integers (asking for them warns and truncates).
+        if a.dtype.itemsize == 8:
+            wide = np.int64 if kind == "i" else np.uint64
+        else:
+            wide = np.int32 if kind == "i" else np.uint32
         return integer(a.astype(wide), b.astype(wide)).astype(a.dtype)
 
     return run
