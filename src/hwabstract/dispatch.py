@@ -243,10 +243,11 @@ def _make_plan(
         )
     has_empty = any(0 in (t if t is not None else s) for t, s in zip(targets, shapes))
     result_shape = tuple(out_shapes[0])
+    result_size = math.prod(result_shape)
     return _Plan(
         compute, out_dtypes[0], tuple(scalar_dtypes), tuple(cast_flags), targets,
-        result_shape, contiguous_strides(result_shape), math.prod(result_shape),
-        math.prod(result_shape) * out_dtypes[0].itemsize, norm_attrs, has_empty, any(cast_flags),
+        result_shape, contiguous_strides(result_shape), result_size,
+        result_size * out_dtypes[0].itemsize, norm_attrs, has_empty, any(cast_flags),
         tuple((tuple(shape), odt) for shape, odt in zip(out_shapes, out_dtypes)),
     )  # fmt: skip
 
@@ -494,5 +495,9 @@ def _configure_compiled(fallback: Any = None) -> Any:
 
 
 #: :func:`_launch_py`, or its compiled steady state, which hands it every call it cannot
-#: take (``hwabstract._compiled.STATUS`` says which runs; docs/architecture.md)
-launch: Any = _configure_compiled()
+#: take (``hwabstract._compiled.STATUS`` says which runs; docs/architecture.md). Type
+#: checkers see :func:`_launch_py`, whose signature the compiled one takes.
+if TYPE_CHECKING:
+    launch = _launch_py
+else:
+    launch = _configure_compiled()

@@ -13,9 +13,9 @@ The mapping:
   program would cost XLA:CPU its vectorized loop for row-wise kernels). A buffer keeps the
   dtype of its last write; a view in another dtype is a bitcast inside the compiled
   function. Views (strides, offsets, broadcasting) become index arithmetic inside the
-  compiled function, so a whole launch --
-  gathers, the kernel, the scatter of a partial write -- is one ``jax.jit`` executable,
-  cached per (kernel, attributes, operand layouts). A kernel with several outputs
+  compiled function, so a whole launch -- gathers, the kernel, the scatter of a partial
+  write -- is one ``jax.jit`` executable, cached per (kernel, attributes, operand
+  layouts). A kernel with several outputs
   (``slogdet``, ``qr``, ``eigh``, ``svd``) writes each of them in that one executable.
 * **Streams** ride on JAX's asynchronous dispatch: a launch returns as soon as it is
   queued. Work is ordered by data: a buffer read always sees the array of the last write
@@ -540,8 +540,8 @@ class PjrtBackend(Backend):
         return _from_bits(self._jax, picked, dtype)
 
     def _write_operand(self, old: Any, layout: _Layout, value: Any) -> Any:
-        """Traced: the buffer's new flat array, the operand's elements replaced by ``value``
-        (stored in the operand's dtype)."""
+        """Traced: the buffer's new array (in the old array's shape), the operand's elements
+        replaced by ``value`` (stored in the operand's dtype)."""
         jnp = self._jax.numpy
         _, _, dtype, shape, strides, offset = layout
         bits = self._bits_in(old, layout)
