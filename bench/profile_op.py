@@ -96,7 +96,7 @@ def bound_vs_unbound(dev: hw.Device, x: hw.Tensor, names: list[str], calls: int,
     plans = dev._plans
     bound = {k: p for k, p in plans.items() if p.bound is not None}
     if not bound:
-        print(f"{dev.name}: its backend binds no launches (Backend.bind_launch is None)")
+        print(f"{dev.name}: its backend binds no launches (its Backend.bind_launch returns None)")
         return 1
     unbound = {k: p._replace(bound=None) for k, p in bound.items()}
 
@@ -110,7 +110,9 @@ def bound_vs_unbound(dev: hw.Device, x: hw.Tensor, names: list[str], calls: int,
 
     print(f"{dev.name} ({dev.info.name}): enqueue µs per op, {calls} calls a loop, "
           f"median of {rounds} loops each")  # fmt: skip
-    samples: dict[tuple[str, bool], list[float]] = {(n, b): [] for n in names for b in (1, 0)}
+    samples: dict[tuple[str, bool], list[float]] = {
+        (n, b): [] for n in names for b in (True, False)
+    }
     for _ in range(rounds):
         for name in names:
             plans.update(bound)

@@ -3,8 +3,8 @@
 
 The compiled launch must give exactly what the Python ``launch`` gives: it takes only calls
 of a signature that has a bound launch and hands every other call, untouched, to the Python
-function. Each test below says which of the two it expects to run, and counts the calls that
-reach the Python function to check it. The tests that need the module skip, saying so, where
+function. The tests about which of the two runs count the calls that reach the Python
+function (``python_calls``) to check it. The tests that need the module skip, saying so, where
 it is not built or is turned off; ``HWABSTRACT_REQUIRE_FASTPATH=1`` (tox's main env) makes its
 absence a failure instead, so that a build which silently dropped it does not pass.
 """
@@ -42,7 +42,7 @@ def test_the_status_says_which_launch_runs() -> None:
         assert _compiled.STATUS == "compiled (hwabstract._fastpath)"
 
 
-def test_pure_python_is_chosen_by_the_environment_variable(tmp_path: Any) -> None:
+def test_pure_python_is_chosen_by_the_environment_variable() -> None:
     import subprocess
     import sys
 
