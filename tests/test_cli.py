@@ -16,6 +16,7 @@ import pytest
 
 import hwabstract as hw
 from hwabstract import _compiled, cli
+from hwabstract.backends import pjrt
 from hwabstract.backends.cpu import CpuBackend
 from hwabstract.errors import BackendUnavailableError
 from hwabstract.registry import PluginSource, Registry, reset_registry
@@ -405,6 +406,7 @@ def test_doctor_healthy(capsys: pytest.CaptureFixture[str], cpu_only: Registry) 
     )
     assert "default device: cpu:0" in out
     assert f"\ndispatch: {_compiled.STATUS}\n" in out
+    assert f"\nPJRT backends' launch: {pjrt.FAST_STATUS}\n" in out
     assert out.rstrip().endswith("verdict: ok, 1 backend(s) usable; the default device is cpu:0")
 
 
@@ -461,9 +463,10 @@ def test_doctor_json(capsys: pytest.CaptureFixture[str], mixed: Registry) -> Non
     assert set(data) == {
         "ok", "hwabstract_version", "api_level", "supported_api_levels", "python_version",
         "python_implementation", "platform", "default_device", "default_device_error",
-        "backends", "environment", "vendor_stacks", "isolated", "dispatch",
+        "backends", "environment", "vendor_stacks", "isolated", "dispatch", "pjrt_launch",
     }  # fmt: skip
     assert data["dispatch"] == _compiled.STATUS  # compiled, or pure Python and why
+    assert data["pjrt_launch"] == pjrt.FAST_STATUS
     assert data["ok"] is True
     assert data["isolated"] is False
     assert data["hwabstract_version"] == hw.__version__

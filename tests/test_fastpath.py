@@ -326,6 +326,85 @@ def test_many_compiled_launches_leak_no_objects(device: hw.Device) -> None:
     assert device.memory_stats().allocations == stats.allocations
 
 
+@pytest.fixture
+def scalar_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """The scalars ``dispatch.scalar_tensor`` is asked for (by both launches: the compiled
+    one asks only for those its stream's cache does not hold)."""
+    values: list[Any] = []
+    real = dispatch.scalar_tensor
+
+    def counting(device: Any, value: Any, dtype: Any, stream: Any) -> Any:
+        values.append(value)
+        return real(device, value, dtype, stream)
+
+    monkeypatch.setattr(dispatch, "scalar_tensor", counting)
+    dispatch._configure_compiled()
+    try:
+        yield values
+    finally:
+        monkeypatch.undo()
+        dispatch._configure_compiled()
+
+
+@compiled
+def test_a_cached_scalar_is_found_by_the_compiled_launch(
+    device: hw.Device, python_calls: _Counter, scalar_calls: list[Any]
+) -> None:
+    a = np.array([1.0, -2.0, 3.0], np.float32)
+    x = hw.asarray(a, device=device)
+    _warm(lambda: hw.multiply(x, 0.5))
+    stream = device.default_stream
+    scalar_calls.clear()
+    before = python_calls.calls
+    results = [hw.multiply(x, 0.5) for _ in range(3)]
+    assert scalar_calls == [] and python_calls.calls == before
+    for r in results:
+        np.testing.assert_array_equal(r.numpy(), a * 0.5)
+    # used: the most recent entry of the stream's cache (it is evicted last)
+    hw.multiply(x, 4.0)
+    hw.multiply(x, 0.5)
+    assert list(stream._scalars)[-1] == dispatch.scalar_key(0.5, hw.float32)
+    assert stream._scalars is dispatch._SCALAR_CACHE[stream]
+    # a cleared cache: asked for again
+    dispatch.clear_scalar_caches(stream)
+    hw.multiply(x, 0.5)
+    assert scalar_calls == [4.0, 0.5]
+
+
+@compiled
+def test_scalars_that_compare_equal_are_told_apart(
+    device: hw.Device, scalar_calls: list[Any]
+) -> None:
+    x = hw.asarray(np.array([1.0, 2.0], np.float32), device=device)
+    for _ in range(3):  # (the last two compiled, from the cache)
+        assert np.signbit(hw.multiply(x, 0.0).numpy()).tolist() == [False, False]
+        assert np.signbit(hw.multiply(x, -0.0).numpy()).tolist() == [True, True]
+    i = hw.asarray(np.array([5, 6], np.int32), device=device)
+    for _ in range(3):
+        assert hw.add(i, 1).numpy().tolist() == [6, 7]
+        assert hw.add(i, True).numpy().tolist() == [6, 7]
+        assert hw.add(x, 1.0).numpy().tolist() == [2.0, 3.0]
+    # each asked for once (by the first, Python launch), then found in the cache by its key
+    assert [repr(v) for v in scalar_calls] == ["0.0", "-0.0", "1", "True", "1.0"]
+
+
+@compiled
+def test_a_numpy_scalar_or_one_that_does_not_fit_goes_to_scalar_tensor(
+    device: hw.Device, scalar_calls: list[Any]
+) -> None:
+    x = hw.asarray(np.array([1, 2], np.int8), device=device)
+    _warm(lambda: hw.add(x, 3))
+    scalar_calls.clear()
+    for _ in range(2):
+        with pytest.raises(hw.DTypeError, match="out of range for int8"):
+            hw.add(x, 1000)
+    y = hw.asarray(np.array([1.5], np.float32), device=device)
+    _warm(lambda: hw.add(y, np.float32(2)))
+    hw.add(y, np.float32(2))
+    assert scalar_calls[:2] == [1000, 1000]
+    assert all(isinstance(v, np.float32) for v in scalar_calls[2:])
+
+
 @compiled
 def test_configure_refuses_a_plan_without_the_fields_it_reads() -> None:
     assert _compiled.FASTPATH is not None

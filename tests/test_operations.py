@@ -655,6 +655,7 @@ def test_scalar_operands_are_cached_per_stream_without_pinning_the_stream() -> N
     first = hw.add(x, 1.5, stream=stream)
     second = hw.multiply(x, 1.5, stream=stream)  # the same scalar: one upload, reused
     assert len(dispatch._SCALAR_CACHE[stream]) == 1
+    assert stream._scalars is dispatch._SCALAR_CACHE[stream]  # (the compiled launch's view)
     assert first.tolist() == [1.5, 2.5, 3.5] and second.tolist() == [0.0, 1.5, 3.0]
     ref = weakref.ref(stream)
     del first, second, stream

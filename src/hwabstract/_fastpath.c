@@ -32,7 +32,7 @@ static Py_ssize_t i_scalar_dtypes, i_out_dtype, i_result_shape, i_result_strides
 static PyObject *s_storage, *s_dtype, *s_shape, *s_strides, *s_offset, *s_op, *s_device,
     *s_buffer, *s_last_stream, *s_written, *s_synced, *s_nbytes, *s_writes, *s_handle,
     *s_default_stream, *s_plans, *s_impl, *s_index, *s_allocate, *s_free, *s_stacks, *s_out,
-    *s_stream;
+    *s_stream, *s_scalars, *s_move_to_end;
 static PyObject *empty_tuple, *zero, *one;
 
 /* Hand the call to the Python launch() as it came. */
@@ -112,6 +112,45 @@ already_ordered(PyObject *storage, PyObject *stream)
     }
     Py_DECREF(synced);
     return found;
+}
+
+/* The stream's cached 0-d tensor of a Python scalar, as dispatch.scalar_tensor finds it
+ * (the key is dispatch.scalar_key's: dtype, type, repr), marked as just used. New reference;
+ * NULL without an exception where only scalar_tensor can tell (not cached yet, no cache yet,
+ * a NumPy scalar or another type). A cached key was checked to fit its dtype when its
+ * tensor was made. */
+static PyObject *
+cached_scalar(PyObject *stream, PyObject *value, PyObject *dtype)
+{
+    PyTypeObject *type = Py_TYPE(value);
+    if (type != &PyFloat_Type && type != &PyLong_Type && type != &PyBool_Type
+        && type != &PyComplex_Type)
+        return NULL;
+    PyObject *cache = PyObject_GetAttr(stream, s_scalars);
+    if (cache == NULL)
+        return NULL;
+    PyObject *repr = NULL, *key = NULL, *tensor = NULL;
+    if (!PyDict_Check(cache)) /* None: no scalar on this stream yet */
+        goto done;
+    repr = PyObject_Repr(value);
+    if (repr == NULL)
+        goto done;
+    key = PyTuple_Pack(3, dtype, (PyObject *)type, repr);
+    if (key == NULL)
+        goto done;
+    tensor = PyDict_GetItemWithError(cache, key); /* borrowed */
+    if (tensor == NULL)
+        goto done;
+    Py_INCREF(tensor);
+    PyObject *r = PyObject_CallMethodOneArg(cache, s_move_to_end, key);
+    if (r == NULL)
+        Py_CLEAR(tensor);
+    Py_XDECREF(r);
+done:
+    Py_DECREF(cache);
+    Py_XDECREF(repr);
+    Py_XDECREF(key);
+    return tensor;
 }
 
 /* Set the attributes of a new object from (name, value) pairs; -1 with an exception. */
@@ -402,10 +441,15 @@ fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject 
         if (op == Py_None)
             continue;
         if (scalar_dtype != Py_None) {
-            PyObject *call_args[4] = {device, op, scalar_dtype, stream};
-            PyObject *scalar = PyObject_Vectorcall(scalar_tensor, call_args, 4, NULL);
-            if (scalar == NULL)
-                goto error;
+            PyObject *scalar = cached_scalar(stream, op, scalar_dtype);
+            if (scalar == NULL) {
+                if (PyErr_Occurred())
+                    goto error;
+                PyObject *call_args[4] = {device, op, scalar_dtype, stream};
+                scalar = PyObject_Vectorcall(scalar_tensor, call_args, 4, NULL);
+                if (scalar == NULL)
+                    goto error;
+            }
             storage = PyObject_GetAttr(scalar, s_storage);
             Py_DECREF(scalar);
             if (storage == NULL)
@@ -580,6 +624,8 @@ PyInit__fastpath(void)
     INTERN(s_stacks, "stacks");
     INTERN(s_out, "out");
     INTERN(s_stream, "stream");
+    INTERN(s_scalars, "_scalars");
+    INTERN(s_move_to_end, "move_to_end");
     if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL)

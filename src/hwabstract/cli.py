@@ -42,7 +42,7 @@ ENVIRONMENT = {
     "HWABSTRACT_PROBE_TIMEOUT": "seconds a plugin's probe may take in `doctor --isolate` (60)",
     "HWABSTRACT_PLUGINS": "allow list of plugin names; only these load",
     "HWABSTRACT_DISABLE_PLUGINS": "deny list of plugin names",
-    "HWABSTRACT_PURE_PYTHON": "1: dispatch runs its Python definition, not the compiled one",
+    "HWABSTRACT_PURE_PYTHON": "1: dispatch and PJRT run their Python definitions, not the compiled",
 }
 
 #: Vendor runtimes the shipped plugins load, found with importlib.util.find_spec (never
@@ -492,6 +492,14 @@ def _isolated_default(statuses: Sequence[BackendStatus]) -> tuple[str | None, st
     return f"{next(iter(usable.values())).name}:0", None
 
 
+def _pjrt_status() -> str:
+    """Whether the PJRT backends (tpu, trainium) run their launch's steady state compiled:
+    ``hwabstract.backends.pjrt.FAST_STATUS`` (importing that module imports no jax)."""
+    from .backends import pjrt
+
+    return pjrt.FAST_STATUS
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     default_device: str | None = None
     default_error: str | None = None
@@ -528,6 +536,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "environment": {name: value for name, (value, _) in environment.items()},
         "vendor_stacks": stacks,
         "dispatch": _compiled.STATUS,
+        "pjrt_launch": _pjrt_status(),
     }
     if args.json:
         _print_json(report)
@@ -543,6 +552,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         else ""
     )
     print(f"dispatch: {_compiled.STATUS}")
+    print(f"PJRT backends' launch: {_pjrt_status()}")
     print(f"\nbackends: {len(working)} of {len(statuses)} usable{isolation}")
     print(_backend_diagnoses(statuses))
     print()

@@ -72,12 +72,21 @@ def allocate(device: Device, shape: tuple[int, ...], dtype: DType) -> Tensor:
     return Tensor._wrap(Storage(device, math.prod(shape) * dtype.itemsize), dtype, shape)
 
 
-#: Per stream, the 0-d tensors holding recently used Python scalars. Keyed weakly by the
-#: stream: a stream the program has dropped takes its cached scalars with it.
+#: Per stream, the 0-d tensors holding recently used Python scalars. The stream holds its own
+#: cache (``Stream._scalars``, where the compiled launch looks it up); this table, keyed
+#: weakly by the stream, lists every stream's, for :func:`clear_scalar_caches`. A stream the
+#: program has dropped takes its cached scalars with it.
 _SCALAR_CACHE: weakref.WeakKeyDictionary[Stream, OrderedDict[tuple[Any, ...], Tensor]] = (
     weakref.WeakKeyDictionary()
 )
 _SCALAR_CACHE_SIZE = 256  # per stream
+
+
+def scalar_key(value: Any, dtype: DType) -> tuple[Any, ...]:
+    """The cache key of a Python scalar (after ``.item()``): its repr tells every value of a
+    type apart (a float's repr round-trips), which == would not (``0.0 == -0.0``,
+    ``1 == True``). The compiled launch builds the same key."""
+    return (dtype, type(value), repr(value))
 
 
 def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> Tensor:
@@ -86,10 +95,10 @@ def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> T
     if isinstance(value, np.generic):
         value = value.item()
     dt.check_scalar_fits(value, dtype)
-    key = (dtype, type(value), repr(value))
-    cache = _SCALAR_CACHE.get(stream)
+    key = scalar_key(value, dtype)
+    cache = stream._scalars
     if cache is None:
-        cache = _SCALAR_CACHE.setdefault(stream, OrderedDict())
+        cache = stream._scalars = _SCALAR_CACHE[stream] = OrderedDict()
     cached = cache.get(key)
     if cached is not None:
         cache.move_to_end(key)
@@ -104,6 +113,15 @@ def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> T
     if len(cache) > _SCALAR_CACHE_SIZE:
         cache.popitem(last=False)
     return tensor
+
+
+def clear_scalar_caches(stream: Stream | None = None) -> None:
+    """Drop the cached scalar tensors of ``stream`` (of every stream if None): what tests
+    and conformance do to see memory come back to its baseline."""
+    caches = [_SCALAR_CACHE.get(stream)] if stream is not None else list(_SCALAR_CACHE.values())
+    for cache in caches:
+        if cache is not None:
+            cache.clear()
 
 
 def _scalar_host(value: Any, dtype: DType) -> np.ndarray:

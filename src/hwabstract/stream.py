@@ -22,6 +22,8 @@ from .backend import Feature
 from .errors import StreamError, UnsupportedError, WaitTimeoutError
 
 if TYPE_CHECKING:
+    from collections import OrderedDict
+
     from .device import Device
 
 __all__ = ["Event", "Stream", "current_stream"]
@@ -96,6 +98,7 @@ class Stream:
         "_finalizer",
         "_finished",
         "_handle",
+        "_scalars",
         "_writes",
         "device",
         "is_default",
@@ -106,6 +109,8 @@ class Stream:
         #: finish: a read on another stream needs no event for a write the host waited for
         self._writes = 0
         self._finished = 0
+        #: this stream's cache of 0-d tensors for Python scalars (dispatch.scalar_tensor)
+        self._scalars: OrderedDict[tuple[Any, ...], Any] | None = None
         self.device = device
         self._handle = handle
         self.is_default = is_default

@@ -39,7 +39,7 @@ def dev() -> Iterator[hw.Device]:
     def settled() -> hw.MemoryStats:
         device.synchronize(timeout=GUARD)
         # the per-stream cache of Python scalars' 0-d tensors holds memory by design
-        dispatch._SCALAR_CACHE.pop(device.default_stream, None)
+        dispatch.clear_scalar_caches(device.default_stream)
         gc.collect()
         return device.memory_stats()
 

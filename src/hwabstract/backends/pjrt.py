@@ -30,6 +30,12 @@ The mapping:
 * **Stand-in**: with ``<PREFIX>_STANDIN=cpu`` and no chip present, the devices run on
   JAX's CPU client while declaring the chip's profile; their name, info and every report
   say "stand-in (PJRT CPU)".
+
+The steady state of a launch -- :meth:`PjrtBackend.allocate`, :meth:`PjrtBackend.free` and
+the bound launch of :meth:`PjrtBackend.bind_launch` -- runs compiled where
+``hwabstract.backends._pjrtfast`` is built (``_pjrtfast.c``): it does what the Python here
+does for the common case and hands every other case to it (``HWABSTRACT_PURE_PYTHON=1``
+turns it off).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from .. import _compiled
 from .. import dtypes as dt
 from ..backend import (
     Backend,
@@ -66,11 +73,14 @@ from ..errors import (
 from .array_kernels import ArrayModule, jax_module, kernel_function
 from .pjrt_profiles import ChipProfile
 
-__all__ = ["PjrtBackend", "PjrtBuffer", "PjrtEvent", "PjrtStream"]
+__all__ = ["PjrtBackend", "PjrtBuffer", "PjrtEvent", "PjrtMemory", "PjrtStream"]
 
 #: default capacity of a stand-in device (host RAM backs it): modest, like the Maia emulator's
 STANDIN_MEMORY = 2 << 30
 STANDIN_LABEL = "stand-in (PJRT CPU)"
+
+#: the compiled steady state (``_pjrtfast.c``), or None (not built, or turned off)
+_FAST, FAST_STATUS = _compiled.load("hwabstract.backends._pjrtfast")
 
 
 def _parse_bytes(text: str) -> int:
@@ -97,6 +107,58 @@ class PjrtBuffer:
         return f"<PjrtBuffer device {self.device} {self.nbytes} B holding {dtype}>"
 
 
+class PjrtMemory:
+    """The accounting of a backend's live buffers, and their allocation: the Python
+    definition (``_pjrtfast.Memory`` is its compiled twin, used where it is built).
+
+    ``buffer_type(index, nbytes)`` makes a buffer (:class:`PjrtBuffer`); ``capacity_of(index)``
+    gives a device's capacity (asked once per device); ``out_of_memory(index, nbytes, free,
+    capacity)`` and ``already_freed(buffer)`` make the errors to raise.
+    """
+
+    def __init__(self, count: int, buffer_type: type[PjrtBuffer], capacity_of: Any,
+                 out_of_memory: Any, already_freed: Any) -> None:  # fmt: skip
+        self._buffer_type = buffer_type
+        self._capacity: list[int | None] = [None] * count
+        self._in_use, self._peak, self._live = [0] * count, [0] * count, [0] * count
+        self._lock = threading.Lock()
+        self._capacity_of = capacity_of
+        self._out_of_memory = out_of_memory
+        self._already_freed = already_freed
+
+    def allocate(self, index: int, nbytes: int) -> PjrtBuffer:
+        capacity = self._capacity[index]
+        if capacity is None:
+            capacity = self._capacity[index] = int(self._capacity_of(index))
+        with self._lock:
+            free = capacity - self._in_use[index]
+            if nbytes > free:
+                raise self._out_of_memory(index, nbytes, free, capacity)
+            used = self._in_use[index] = self._in_use[index] + nbytes
+            self._live[index] += 1
+            if used > self._peak[index]:
+                self._peak[index] = used
+        return self._buffer_type(index, nbytes)
+
+    def free(self, buffer: PjrtBuffer) -> None:
+        if type(buffer) is not self._buffer_type:
+            raise TypeError(
+                f"free() takes a {self._buffer_type.__name__}, not {type(buffer).__name__}"
+            )
+        if buffer.freed:
+            raise self._already_freed(buffer)
+        buffer.freed = True
+        buffer.array = None
+        with self._lock:
+            self._in_use[buffer.device] -= buffer.nbytes
+            self._live[buffer.device] -= 1
+
+    def counts(self, index: int) -> tuple[int, int, int]:
+        """(bytes in use, peak bytes in use, live buffers) of device ``index``."""
+        with self._lock:
+            return self._in_use[index], self._peak[index], self._live[index]
+
+
 class PjrtStream:
     """A stream: an ordered view of JAX's asynchronous dispatch on one device.
 
@@ -104,6 +166,12 @@ class PjrtStream:
     running (finished ones are dropped as new ones come, so the stream does not keep device
     memory alive for long): a synchronize waits for every launch, even one whose result
     nobody holds, as the contract says.
+
+    A launch appends to ``pending`` without taking ``lock`` (an append is atomic under the
+    GIL; the compiled bound launch appends in C). Everything that removes from it holds
+    ``lock`` and removes only from the first ``len(pending)`` entries it saw, with one slice
+    operation, so an append made meanwhile by another thread is never lost. The list object
+    itself is never replaced.
     """
 
     __slots__ = ("__weakref__", "destroyed", "device", "lock", "pending")
@@ -115,11 +183,18 @@ class PjrtStream:
         self.lock = threading.Lock()
 
     def produced(self, array: Any) -> None:
+        pending = self.pending
+        pending.append(array)
+        if len(pending) > 8:
+            _prune(self)
+
+    def take(self) -> list[Any]:
+        """Remove and return the pending arrays (what a synchronize waits for)."""
         with self.lock:
             pending = self.pending
-            pending.append(array)
-            if len(pending) > 8:  # drop what has finished
-                self.pending = [a for a in pending if not _ready(a)]
+            taken = pending[: len(pending)]
+            del pending[: len(taken)]
+            return taken
 
     def live(self) -> list[Any]:
         with self.lock:
@@ -210,10 +285,7 @@ class PjrtBackend(Backend):
         self.standin = False
         self._devices: list[Any] = []
         self._profiles: list[ChipProfile] = []
-        self._in_use: list[int] = []
-        self._peak: list[int] = []
-        self._live: list[int] = []
-        self._lock = threading.Lock()
+        self._memory: Any = None  #: PjrtMemory (or its compiled twin), made by probe()
         self._executables: dict[Any, Any] = {}
         self._prepared: dict[Any, Any] = {}
         self._capacities: dict[int, int] = {}
@@ -250,8 +322,17 @@ class PjrtBackend(Backend):
                 f"machine without one, set {self.env_prefix}_STANDIN=cpu to run on JAX's CPU "
                 "client as a stand-in",
             )
-        n = len(self._devices)
-        self._in_use, self._peak, self._live = [0] * n, [0] * n, [0] * n
+        memory_type = PjrtMemory if _FAST is None else _FAST.Memory
+        self._memory = memory_type(
+            len(self._devices), PjrtBuffer, self._capacity, self._out_of_memory,
+            self._already_freed,
+        )  # fmt: skip
+        cls = type(self)
+        if cls.allocate is PjrtBackend.allocate and cls.free is PjrtBackend.free:
+            # called straight, without the methods' frame (instance attributes shadow the
+            # methods); a subclass that overrides either keeps its own
+            self.allocate = self._memory.allocate  # type: ignore[method-assign]
+            self.free = self._memory.free  # type: ignore[method-assign]
         #: the standard kernels' namespace (``jax.numpy``): see array_kernels
         self._arrays: ArrayModule = jax_module()
 
@@ -388,33 +469,23 @@ class PjrtBackend(Backend):
     # -- memory ------------------------------------------------------------------------------
 
     def allocate(self, index: int, nbytes: int) -> PjrtBuffer:
-        capacity = self.standin_memory if self.standin else self._capacity(index)
-        in_use = self._in_use
-        with self._lock:
-            free = capacity - in_use[index]
-            if nbytes > free:
-                raise OutOfMemoryError(f"{self.name}:{index}", nbytes, free, capacity)
-            used = in_use[index] = in_use[index] + nbytes
-            self._live[index] += 1
-            if used > self._peak[index]:
-                self._peak[index] = used
-        return PjrtBuffer(index, nbytes)
+        return self._memory.allocate(index, nbytes)
 
     def free(self, buffer: PjrtBuffer) -> None:
-        if buffer.freed:
-            raise DeviceError(f"{buffer!r} was already freed")
-        buffer.freed = True
-        buffer.array = None
-        with self._lock:
-            self._in_use[buffer.device] -= buffer.nbytes
-            self._live[buffer.device] -= 1
+        self._memory.free(buffer)
+
+    def _out_of_memory(self, index: int, nbytes: int, free: int, capacity: int) -> Exception:
+        return OutOfMemoryError(f"{self.name}:{index}", nbytes, free, capacity)
+
+    @staticmethod
+    def _already_freed(buffer: PjrtBuffer) -> Exception:
+        return DeviceError(f"{buffer!r} was already freed")
 
     def memory_stats(self, index: int) -> MemoryStats:
         """The stand-in's accounting of live buffers; on hardware, the PJRT client's own
         figures where it reports them (they include memory JAX itself holds)."""
         capacity = self._capacity(index)
-        with self._lock:
-            in_use, peak, live = self._in_use[index], self._peak[index], self._live[index]
+        in_use, peak, live = self._memory.counts(index)
         stats = None if self.standin else self._device_stats(index)
         if stats and "bytes_in_use" in stats:
             in_use = int(stats["bytes_in_use"])
@@ -442,10 +513,9 @@ class PjrtBackend(Backend):
         return stream
 
     def stream_synchronize(self, stream: PjrtStream) -> None:
-        # Take the pending list and wait for it, so that nothing is left to do once the
-        # last wait returns; launches queued meanwhile (another thread) go to a new list.
-        with stream.lock:
-            pending, stream.pending = stream.pending, []
+        # Take the pending arrays and wait for them, so that nothing is left to do once the
+        # last wait returns; launches queued meanwhile (another thread) stay pending.
+        pending = stream.take()
         for i, array in enumerate(pending):
             try:
                 _wait(array)
@@ -455,9 +525,7 @@ class PjrtBackend(Backend):
                 raise
 
     def stream_query(self, stream: PjrtStream) -> bool:
-        with stream.lock:
-            stream.pending = [a for a in stream.pending if not _ready(a)]
-            return not stream.pending
+        return _prune(stream)
 
     def record_event(self, stream: PjrtStream, timing: bool) -> PjrtEvent:
         return PjrtEvent(stream.device, self._live_stream(stream).live())
@@ -727,7 +795,13 @@ class PjrtBackend(Backend):
                 attributes,
             )
 
-        return bound
+        if _FAST is None or scoped or len(inputs) > 16:  # (BoundCall's limit)
+            return bound
+        # the same checks and launch, compiled; `bound` takes every other case
+        return _FAST.BoundCall(
+            exe, kinds, sizes, out_dtype, device if multi else None, bound, _REFUSED,
+            lambda exc: this._refused(kernel, inputs, exc), _prune,
+        )  # fmt: skip
 
     def _run_many(self, stream: PjrtStream, tag: Any, fn: Any, inputs: Sequence[Operand],
                   outputs: Sequence[Operand]) -> None:  # fmt: skip
@@ -915,6 +989,15 @@ def _signature(tag: Any, inputs: Sequence[Operand], output: Operand, out_kind: A
          out_kind),
         reads_out,
     )  # fmt: skip
+
+
+def _prune(stream: PjrtStream) -> bool:
+    """Drop the arrays of ``stream.pending`` that have finished; whether none is left."""
+    with stream.lock:
+        pending = stream.pending
+        n = len(pending)
+        pending[:n] = [a for a in pending[:n] if not _ready(a)]  # (appends past n stay)
+        return not pending
 
 
 def _ready(array: Any) -> bool:

@@ -50,7 +50,7 @@ def settled_in_use(device: Any) -> int:
 
     from .. import dispatch
 
-    dispatch._SCALAR_CACHE.clear()
+    dispatch.clear_scalar_caches()
     gc.collect()
     device.synchronize()
     return int(device.memory_stats().in_use)

@@ -1,0 +1,581 @@
+/* hwabstract.backends._pjrtfast: the PJRT backend's side of a steady-state launch, compiled.
+ *
+ * pjrt.py stays the definition of every behaviour; this module holds compiled twins of two
+ * of its pieces, used where it is built:
+ *
+ *   Memory(count, buffer_type, capacity_of, out_of_memory, already_freed)
+ *       pjrt.PjrtMemory: allocate(index, nbytes), free(buffer), counts(index). The counters
+ *       are C integers, updated with no Python code in between (the GIL is held
+ *       throughout), so it needs no lock. Its errors are made by the same Python callables
+ *       PjrtMemory raises (out of memory, a double free).
+ *   BoundCall(exe, kinds, sizes, out_dtype, device, fallback, refused, on_refused, prune)
+ *       the bound launch PjrtBackend.bind_launch makes: checks the input buffers against what
+ *       the executable was specialized for, calls it, stores the result in the output buffer
+ *       and appends it to the stream's pending list (an append needs no lock: see
+ *       PjrtStream). Anything else -- another kind or size, an array on another device, a
+ *       written output, a destroyed stream, arguments of another form -- goes, untouched,
+ *       to the Python bound launch (`fallback`).
+ *
+ * Both rely on the GIL (CPython without free threading; a free-threaded build re-enables it
+ * for this module, which declares no support for running without it).
+ * docs/architecture.md, "The PJRT backend's side of a launch is compiled too", says why this
+ * exists and what it measured.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+static PyObject *s_array, *s_kind, *s_nbytes, *s_device, *s_freed, *s_destroyed, *s_pending,
+    *s_devices;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Memory: pjrt.PjrtMemory                                                                    */
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t count;          /* devices */
+    long long *capacity;       /* per device; -1 until asked */
+    long long *in_use, *peak, *live;
+    PyTypeObject *buffer_type; /* PjrtBuffer */
+    PyObject *capacity_of;     /* capacity_of(index) -> int */
+    PyObject *out_of_memory;   /* out_of_memory(index, nbytes, free, capacity) -> exception */
+    PyObject *already_freed;   /* already_freed(buffer) -> exception */
+} Memory;
+
+/* raise make(*args) (the exception the callable returns) */
+static void
+raise_made(PyObject *make, PyObject *const *args, size_t nargs)
+{
+    PyObject *error = PyObject_Vectorcall(make, args, nargs, NULL);
+    if (error == NULL)
+        return;
+    PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+    Py_DECREF(error);
+}
+
+/* a device index in range; -1 (with an IndexError, as a list's) otherwise */
+static Py_ssize_t
+device_index(Memory *self, PyObject *value)
+{
+    Py_ssize_t index = PyNumber_AsSsize_t(value, PyExc_IndexError);
+    if (index == -1 && PyErr_Occurred())
+        return -1;
+    if (index < 0 || index >= self->count) {
+        PyErr_Format(PyExc_IndexError, "device index %zd out of range (%zd devices)", index,
+                     self->count);
+        return -1;
+    }
+    return index;
+}
+
+/* a byte count: a non-negative int that fits in 63 bits; -1 with an exception otherwise */
+static long long
+byte_count(PyObject *value)
+{
+    long long n = PyLong_AsLongLong(value);
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "a negative byte count: %lld", n);
+        return -1;
+    }
+    return n;
+}
+
+static PyObject *
+memory_allocate(Memory *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "allocate() takes 2 positional arguments (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    Py_ssize_t index = device_index(self, args[0]);
+    if (index < 0)
+        return NULL;
+    long long nbytes = byte_count(args[1]);
+    if (nbytes < 0)
+        return NULL;
+    if (self->capacity[index] < 0) {
+        PyObject *capacity = PyObject_CallOneArg(self->capacity_of, args[0]);
+        if (capacity == NULL)
+            return NULL;
+        long long value = byte_count(capacity);
+        Py_DECREF(capacity);
+        if (value < 0)
+            return NULL;
+        self->capacity[index] = value;
+    }
+    long long capacity = self->capacity[index], free = capacity - self->in_use[index];
+    if (nbytes > free) {
+        PyObject *call_args[4] = {args[0], args[1], NULL, NULL};
+        call_args[2] = PyLong_FromLongLong(free);
+        call_args[3] = call_args[2] ? PyLong_FromLongLong(capacity) : NULL;
+        if (call_args[3] != NULL)
+            raise_made(self->out_of_memory, call_args, 4);
+        Py_XDECREF(call_args[2]);
+        Py_XDECREF(call_args[3]);
+        return NULL;
+    }
+    PyObject *buffer = self->buffer_type->tp_alloc(self->buffer_type, 0);
+    if (buffer == NULL)
+        return NULL;
+    PyObject *index_obj = PyLong_FromSsize_t(index), *nbytes_obj = PyLong_FromLongLong(nbytes);
+    PyObject *fields[] = {s_device, index_obj, s_nbytes, nbytes_obj, s_array, Py_None,
+                          s_kind, Py_None, s_freed, Py_False};
+    int failed = index_obj == NULL || nbytes_obj == NULL;
+    for (size_t i = 0; i < sizeof fields / sizeof *fields && !failed; i += 2)
+        failed = PyObject_SetAttr(buffer, fields[i], fields[i + 1]) < 0;
+    Py_XDECREF(index_obj);
+    Py_XDECREF(nbytes_obj);
+    if (failed) {
+        Py_DECREF(buffer);
+        return NULL;
+    }
+    /* (no Python code runs from here on: nothing can interleave with the update) */
+    long long used = self->in_use[index] += nbytes;
+    self->live[index] += 1;
+    if (used > self->peak[index])
+        self->peak[index] = used;
+    return buffer;
+}
+
+static PyObject *
+memory_free(Memory *self, PyObject *buffer)
+{
+    if (Py_TYPE(buffer) != self->buffer_type) {
+        PyErr_Format(PyExc_TypeError, "free() takes a %s, not %s", self->buffer_type->tp_name,
+                     Py_TYPE(buffer)->tp_name);
+        return NULL;
+    }
+    PyObject *freed = PyObject_GetAttr(buffer, s_freed);
+    if (freed == NULL)
+        return NULL;
+    int truth = PyObject_IsTrue(freed);
+    Py_DECREF(freed);
+    if (truth < 0)
+        return NULL;
+    if (truth) {
+        raise_made(self->already_freed, &buffer, 1);
+        return NULL;
+    }
+    PyObject *device = PyObject_GetAttr(buffer, s_device);
+    if (device == NULL)
+        return NULL;
+    Py_ssize_t index = device_index(self, device);
+    Py_DECREF(device);
+    if (index < 0)
+        return NULL;
+    PyObject *nbytes_obj = PyObject_GetAttr(buffer, s_nbytes);
+    if (nbytes_obj == NULL)
+        return NULL;
+    long long nbytes = byte_count(nbytes_obj);
+    Py_DECREF(nbytes_obj);
+    if (nbytes < 0)
+        return NULL;
+    if (PyObject_SetAttr(buffer, s_freed, Py_True) < 0)
+        return NULL;
+    self->in_use[index] -= nbytes;
+    self->live[index] -= 1;
+    /* last: dropping the array may run Python code (its finalizers) */
+    if (PyObject_SetAttr(buffer, s_array, Py_None) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+memory_counts(Memory *self, PyObject *value)
+{
+    Py_ssize_t index = device_index(self, value);
+    if (index < 0)
+        return NULL;
+    return Py_BuildValue("(LLL)", self->in_use[index], self->peak[index], self->live[index]);
+}
+
+static PyObject *
+memory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    Py_ssize_t count;
+    PyObject *buffer_type, *capacity_of, *out_of_memory, *already_freed;
+    static char *names[] = {"count", "buffer_type", "capacity_of", "out_of_memory",
+                            "already_freed", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nO!OOO:Memory", names, &count,
+                                     &PyType_Type, &buffer_type, &capacity_of, &out_of_memory,
+                                     &already_freed))
+        return NULL;
+    if (count < 0 || count > 1 << 20) {
+        PyErr_Format(PyExc_ValueError, "Memory for %zd devices", count);
+        return NULL;
+    }
+    Memory *self = (Memory *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->count = count;
+    self->capacity = PyMem_Calloc((size_t)count + 1, 4 * sizeof(long long));
+    if (self->capacity == NULL) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    self->in_use = self->capacity + count + 1;
+    self->peak = self->in_use + count + 1;
+    self->live = self->peak + count + 1;
+    for (Py_ssize_t i = 0; i < count; i++)
+        self->capacity[i] = -1;
+    self->buffer_type = (PyTypeObject *)Py_NewRef(buffer_type);
+    self->capacity_of = Py_NewRef(capacity_of);
+    self->out_of_memory = Py_NewRef(out_of_memory);
+    self->already_freed = Py_NewRef(already_freed);
+    return (PyObject *)self;
+}
+
+static int
+memory_traverse(Memory *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buffer_type);
+    Py_VISIT(self->capacity_of);
+    Py_VISIT(self->out_of_memory);
+    Py_VISIT(self->already_freed);
+    return 0;
+}
+
+static int
+memory_clear(Memory *self)
+{
+    Py_CLEAR(self->buffer_type);
+    Py_CLEAR(self->capacity_of);
+    Py_CLEAR(self->out_of_memory);
+    Py_CLEAR(self->already_freed);
+    return 0;
+}
+
+static void
+memory_dealloc(Memory *self)
+{
+    PyObject_GC_UnTrack(self);
+    memory_clear(self);
+    PyMem_Free(self->capacity);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef memory_methods[] = {
+    {"allocate", (PyCFunction)(void (*)(void))memory_allocate, METH_FASTCALL,
+     "allocate(index, nbytes): a new PjrtBuffer, accounted (PjrtMemory.allocate)."},
+    {"free", (PyCFunction)memory_free, METH_O, "free(buffer): PjrtMemory.free."},
+    {"counts", (PyCFunction)memory_counts, METH_O,
+     "counts(index): (bytes in use, peak bytes in use, live buffers)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MemoryType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hwabstract.backends._pjrtfast.Memory",
+    .tp_doc = "pjrt.PjrtMemory, compiled (see the module docstring).",
+    .tp_basicsize = sizeof(Memory),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = memory_new,
+    .tp_traverse = (traverseproc)memory_traverse,
+    .tp_clear = (inquiry)memory_clear,
+    .tp_dealloc = (destructor)memory_dealloc,
+    .tp_methods = memory_methods,
+};
+
+/* ---------------------------------------------------------------------------------------- */
+/* BoundCall                                                                                  */
+
+#define MAX_INPUTS 16
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *exe;        /* the jitted executable */
+    PyObject *kinds;      /* tuple: each input buffer's `kind` it was traced for */
+    PyObject *sizes;      /* tuple: each input buffer's `nbytes` */
+    PyObject *out_dtype;  /* what the output buffer's `kind` becomes */
+    PyObject *device;     /* the jax Device every input must be on, or None (one device) */
+    PyObject *fallback;   /* the Python bound launch */
+    PyObject *refused;    /* the exception classes JAX refuses a launch with (_REFUSED) */
+    PyObject *on_refused; /* exc -> the KernelError to raise from it */
+    PyObject *prune;      /* prune(stream): drop its finished pending arrays */
+} BoundCall;
+
+/* The pending list gets `result`, as PjrtStream.produced does (an append, without the lock:
+ * see PjrtStream); -1 with an exception */
+static int
+produced(BoundCall *self, PyObject *stream, PyObject *result)
+{
+    PyObject *pending = PyObject_GetAttr(stream, s_pending);
+    if (pending == NULL)
+        return -1;
+    if (!PyList_CheckExact(pending)) {
+        PyErr_SetString(PyExc_TypeError, "a PJRT stream's pending list is not a list");
+        Py_DECREF(pending);
+        return -1;
+    }
+    int status = PyList_Append(pending, result);
+    Py_ssize_t n = PyList_GET_SIZE(pending);
+    Py_DECREF(pending);
+    if (status == 0 && n > 8) {
+        PyObject *r = PyObject_CallOneArg(self->prune, stream);
+        if (r == NULL)
+            status = -1;
+        Py_XDECREF(r);
+    }
+    return status;
+}
+
+/* the executable's exception, as the SDK's error if it is one JAX refuses launches with */
+static void
+raise_refused(BoundCall *self)
+{
+    if (!PyErr_ExceptionMatches(self->refused))
+        return;
+    PyObject *exc_type, *exc, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc, &exc_tb);
+    PyErr_NormalizeException(&exc_type, &exc, &exc_tb);
+    if (exc_tb != NULL)
+        PyException_SetTraceback(exc, exc_tb);
+    PyObject *error = PyObject_CallOneArg(self->on_refused, exc);
+    if (error == NULL) {
+        Py_XDECREF(exc_type);
+        Py_XDECREF(exc);
+        Py_XDECREF(exc_tb);
+        return;
+    }
+    /* raise error from exc */
+    Py_INCREF(exc);
+    PyException_SetCause(error, exc);   /* steals a reference (and suppresses the context) */
+    PyException_SetContext(error, exc); /* steals the other */
+    PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+    Py_DECREF(error);
+    Py_XDECREF(exc_type);
+    Py_XDECREF(exc_tb);
+}
+
+static PyObject *
+bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    BoundCall *self = (BoundCall *)self_;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 3 || kwnames != NULL)
+        goto python;
+    PyObject *stream = args[0], *buffers = args[1], *outs = args[2];
+    Py_ssize_t n = PyTuple_GET_SIZE(self->kinds);
+    if (!PyList_CheckExact(buffers) && !PyTuple_CheckExact(buffers))
+        goto python;
+    PyObject *items = PySequence_Fast(buffers, "the input buffers of a launch");
+    if (items == NULL)
+        return NULL;
+    if (PySequence_Fast_GET_SIZE(items) != n || !PyTuple_CheckExact(outs)
+        || PyTuple_GET_SIZE(outs) != 1) {
+        Py_DECREF(items);
+        goto python;
+    }
+    PyObject *arrays[MAX_INPUTS];
+    Py_ssize_t got = 0;
+    int slow = 0;
+    for (Py_ssize_t i = 0; i < n && !slow; i++) {
+        PyObject *buffer = PySequence_Fast_GET_ITEM(items, i);
+        PyObject *kind = PyObject_GetAttr(buffer, s_kind);
+        if (kind == NULL)
+            goto error;
+        slow = kind != PyTuple_GET_ITEM(self->kinds, i);
+        Py_DECREF(kind);
+        if (slow)
+            break;
+        PyObject *nbytes = PyObject_GetAttr(buffer, s_nbytes);
+        if (nbytes == NULL)
+            goto error;
+        int same = PyObject_RichCompareBool(nbytes, PyTuple_GET_ITEM(self->sizes, i), Py_EQ);
+        Py_DECREF(nbytes);
+        if (same < 0)
+            goto error;
+        if (!same) {
+            slow = 1;
+            break;
+        }
+        PyObject *array = PyObject_GetAttr(buffer, s_array);
+        if (array == NULL)
+            goto error;
+        arrays[got++] = array;
+        if (self->device != Py_None) {
+            /* on another device: PjrtBackend._on puts it there, in Python */
+            PyObject *devices = PyObject_CallMethodNoArgs(array, s_devices);
+            if (devices == NULL)
+                goto error;
+            int on = PySequence_Contains(devices, self->device);
+            Py_DECREF(devices);
+            if (on < 0)
+                goto error;
+            slow = !on;
+        }
+    }
+    PyObject *out = PyTuple_GET_ITEM(outs, 0);
+    if (!slow) {
+        PyObject *kind = PyObject_GetAttr(out, s_kind);
+        if (kind == NULL)
+            goto error;
+        slow = kind != Py_None; /* a written output: Python's launch() */
+        Py_DECREF(kind);
+    }
+    if (!slow) {
+        PyObject *destroyed = PyObject_GetAttr(stream, s_destroyed);
+        if (destroyed == NULL)
+            goto error;
+        slow = destroyed != Py_False; /* launch() refuses it, saying so */
+        Py_DECREF(destroyed);
+    }
+    if (slow) {
+        for (Py_ssize_t i = 0; i < got; i++)
+            Py_DECREF(arrays[i]);
+        Py_DECREF(items);
+        goto python;
+    }
+    PyObject *result = PyObject_Vectorcall(self->exe, arrays, (size_t)n, NULL);
+    for (Py_ssize_t i = 0; i < got; i++)
+        Py_DECREF(arrays[i]);
+    Py_DECREF(items);
+    if (result == NULL) {
+        raise_refused(self);
+        return NULL;
+    }
+    if (PyObject_SetAttr(out, s_array, result) < 0
+        || PyObject_SetAttr(out, s_kind, self->out_dtype) < 0
+        || produced(self, stream, result) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    Py_DECREF(result);
+    Py_RETURN_NONE;
+
+error:
+    for (Py_ssize_t i = 0; i < got; i++)
+        Py_DECREF(arrays[i]);
+    Py_DECREF(items);
+    return NULL;
+python:
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static PyObject *
+bound_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *exe, *kinds, *sizes, *out_dtype, *device, *fallback, *refused, *on_refused, *prune;
+    static char *names[] = {"exe", "kinds", "sizes", "out_dtype", "device", "fallback",
+                            "refused", "on_refused", "prune", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!O!OOOO!OO:BoundCall", names, &exe,
+                                     &PyTuple_Type, &kinds, &PyTuple_Type, &sizes, &out_dtype,
+                                     &device, &fallback, &PyTuple_Type, &refused, &on_refused,
+                                     &prune))
+        return NULL;
+    if (PyTuple_GET_SIZE(kinds) != PyTuple_GET_SIZE(sizes)
+        || PyTuple_GET_SIZE(kinds) > MAX_INPUTS) {
+        PyErr_Format(PyExc_ValueError,
+                     "BoundCall takes as many kinds as sizes, at most %d", MAX_INPUTS);
+        return NULL;
+    }
+    BoundCall *self = (BoundCall *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->exe = Py_NewRef(exe);
+    self->kinds = Py_NewRef(kinds);
+    self->sizes = Py_NewRef(sizes);
+    self->out_dtype = Py_NewRef(out_dtype);
+    self->device = Py_NewRef(device);
+    self->fallback = Py_NewRef(fallback);
+    self->refused = Py_NewRef(refused);
+    self->on_refused = Py_NewRef(on_refused);
+    self->prune = Py_NewRef(prune);
+    self->vectorcall = bound_call;
+    return (PyObject *)self;
+}
+
+static int
+bound_traverse(BoundCall *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->exe);
+    Py_VISIT(self->kinds);
+    Py_VISIT(self->sizes);
+    Py_VISIT(self->out_dtype);
+    Py_VISIT(self->device);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->refused);
+    Py_VISIT(self->on_refused);
+    Py_VISIT(self->prune);
+    return 0;
+}
+
+static int
+bound_clear(BoundCall *self)
+{
+    Py_CLEAR(self->exe);
+    Py_CLEAR(self->kinds);
+    Py_CLEAR(self->sizes);
+    Py_CLEAR(self->out_dtype);
+    Py_CLEAR(self->device);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->refused);
+    Py_CLEAR(self->on_refused);
+    Py_CLEAR(self->prune);
+    return 0;
+}
+
+static void
+bound_dealloc(BoundCall *self)
+{
+    PyObject_GC_UnTrack(self);
+    bound_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject BoundCallType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hwabstract.backends._pjrtfast.BoundCall",
+    .tp_doc = "A PJRT bound launch, compiled (see the module docstring).",
+    .tp_basicsize = sizeof(BoundCall),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(BoundCall, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = bound_new,
+    .tp_traverse = (traverseproc)bound_traverse,
+    .tp_clear = (inquiry)bound_clear,
+    .tp_dealloc = (destructor)bound_dealloc,
+};
+
+/* ---------------------------------------------------------------------------------------- */
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "hwabstract.backends._pjrtfast",
+    .m_doc = "The PJRT backend's steady-state launch, compiled (see _pjrtfast.c).",
+    .m_size = -1,
+};
+
+#define INTERN(var, text)                                                                  \
+    do {                                                                                   \
+        if ((var = PyUnicode_InternFromString(text)) == NULL)                              \
+            return NULL;                                                                   \
+    } while (0)
+
+PyMODINIT_FUNC
+PyInit__pjrtfast(void)
+{
+    INTERN(s_array, "array");
+    INTERN(s_kind, "kind");
+    INTERN(s_nbytes, "nbytes");
+    INTERN(s_device, "device");
+    INTERN(s_freed, "freed");
+    INTERN(s_destroyed, "destroyed");
+    INTERN(s_pending, "pending");
+    INTERN(s_devices, "devices");
+    if (PyType_Ready(&MemoryType) < 0 || PyType_Ready(&BoundCallType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Memory", (PyObject *)&MemoryType) < 0
+        || PyModule_AddObjectRef(module, "BoundCall", (PyObject *)&BoundCallType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
