@@ -16,6 +16,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_slots.h"
+
 /* What configure() was given. */
 static PyObject *fallback;          /* dispatch._launch_py */
 static PyTypeObject *tensor_type;   /* hwabstract.Tensor */
@@ -34,6 +36,22 @@ static PyObject *s_storage, *s_dtype, *s_shape, *s_strides, *s_offset, *s_op, *s
     *s_default_stream, *s_plans, *s_impl, *s_index, *s_allocate, *s_free, *s_stacks, *s_out,
     *s_stream, *s_scalars, *s_move_to_end;
 static PyObject *empty_tuple, *zero, *one;
+static PyTypeObject *device_type, *stream_type; /* hwabstract.Device, hwabstract.Stream */
+static PyObject *is_finalizing;                 /* sys.is_finalizing */
+
+/* The __slots__ read and written at their offsets (_slots.h), found by configure(); an
+ * object of another type than the one configured goes through attribute lookup. */
+static Py_ssize_t o_t_storage = -1, o_t_dtype = -1, o_t_shape = -1, o_t_strides = -1,
+                  o_t_offset = -1, o_t_op = -1;
+static Py_ssize_t o_s_buffer = -1, o_s_device = -1, o_s_nbytes = -1, o_s_last_stream = -1,
+                  o_s_written = -1, o_s_synced = -1;
+static Py_ssize_t o_d_impl = -1, o_d_index = -1, o_d_plans = -1, o_d_default_stream = -1;
+static Py_ssize_t o_st_handle = -1, o_st_writes = -1, o_st_scalars = -1;
+
+#define TENSOR_GET(obj, field) slot_get(obj, tensor_type, o_t_##field, s_##field)
+#define STORAGE_GET(obj, field) slot_get(obj, storage_type, o_s_##field, s_##field)
+#define DEVICE_GET(obj, field) slot_get(obj, device_type, o_d_##field, s_##field)
+#define STREAM_GET(obj, field) slot_get(obj, stream_type, o_st_##field, s_##field)
 
 /* Hand the call to the Python launch() as it came. */
 static PyObject *
@@ -78,7 +96,7 @@ current_stream(PyObject *device)
         }
         Py_DECREF(stacks);
     }
-    PyObject *stream = PyObject_GetAttr(device, s_default_stream);
+    PyObject *stream = DEVICE_GET(device, default_stream);
     if (stream == Py_None) {
         Py_DECREF(stream);
         return NULL; /* created on first use, by the Python path */
@@ -91,7 +109,7 @@ current_stream(PyObject *device)
 static int
 already_ordered(PyObject *storage, PyObject *stream)
 {
-    PyObject *synced = PyObject_GetAttr(storage, s_synced);
+    PyObject *synced = STORAGE_GET(storage, synced);
     if (synced == NULL)
         return -1;
     int found = 0;
@@ -115,7 +133,7 @@ already_ordered(PyObject *storage, PyObject *stream)
 }
 
 /* The stream's cached 0-d tensor of a Python scalar, as dispatch.scalar_tensor finds it
- * (the key is dispatch.scalar_key's: dtype, type, repr), marked as just used. New reference;
+ * (by dispatch.scalar_key's key), marked as just used. New reference;
  * NULL without an exception where only scalar_tensor can tell (not cached yet, no cache yet,
  * a NumPy scalar or another type). A cached key was checked to fit its dtype when its
  * tensor was made. */
@@ -126,16 +144,24 @@ cached_scalar(PyObject *stream, PyObject *value, PyObject *dtype)
     if (type != &PyFloat_Type && type != &PyLong_Type && type != &PyBool_Type
         && type != &PyComplex_Type)
         return NULL;
-    PyObject *cache = PyObject_GetAttr(stream, s_scalars);
+    PyObject *cache = STREAM_GET(stream, scalars);
     if (cache == NULL)
         return NULL;
     PyObject *repr = NULL, *key = NULL, *tensor = NULL;
     if (!PyDict_Check(cache)) /* None: no scalar on this stream yet */
         goto done;
-    repr = PyObject_Repr(value);
-    if (repr == NULL)
-        goto done;
-    key = PyTuple_Pack(3, dtype, (PyObject *)type, repr);
+    /* dispatch.scalar_key: the value itself, or its repr where == would merge values */
+    int by_value = type == &PyLong_Type || type == &PyBool_Type;
+    if (type == &PyFloat_Type) {
+        double d = PyFloat_AS_DOUBLE(value);
+        by_value = d == d && d != 0.0;
+    }
+    if (!by_value) {
+        repr = PyObject_Repr(value);
+        if (repr == NULL)
+            goto done;
+    }
+    key = PyTuple_Pack(3, dtype, (PyObject *)type, by_value ? value : repr);
     if (key == NULL)
         goto done;
     tensor = PyDict_GetItemWithError(cache, key); /* borrowed */
@@ -153,12 +179,18 @@ done:
     return tensor;
 }
 
-/* Set the attributes of a new object from (name, value) pairs; -1 with an exception. */
+/* A field of a new object: its slot's offset, its name and its value. */
+typedef struct {
+    Py_ssize_t offset;
+    PyObject *name, *value;
+} Field;
+
+/* Set the fields of a new object of `type`; -1 with an exception. */
 static int
-set_attrs(PyObject *obj, PyObject *const *pairs, Py_ssize_t n)
+set_fields(PyObject *obj, PyTypeObject *type, const Field *fields, size_t n)
 {
-    for (Py_ssize_t i = 0; i < n; i += 2) {
-        if (PyObject_SetAttr(obj, pairs[i], pairs[i + 1]) < 0)
+    for (size_t i = 0; i < n; i++) {
+        if (slot_set(obj, type, fields[i].offset, fields[i].name, fields[i].value) < 0)
             return -1;
     }
     return 0;
@@ -191,10 +223,10 @@ launch_bound(PyObject *device, PyObject *stream, PyObject *plan, PyObject *buffe
     PyObject *impl = NULL, *index = NULL, *buffer = NULL, *handle = NULL, *outs = NULL;
     PyObject *storage = NULL, *writes = NULL, *written = NULL, *tensor = NULL, *r;
 
-    impl = PyObject_GetAttr(device, s_impl);
+    impl = DEVICE_GET(device, impl);
     if (impl == NULL)
         goto error;
-    index = PyObject_GetAttr(device, s_index);
+    index = DEVICE_GET(device, index);
     if (index == NULL)
         goto error;
     {
@@ -204,7 +236,7 @@ launch_bound(PyObject *device, PyObject *stream, PyObject *plan, PyObject *buffe
     }
     if (buffer == NULL)
         goto error;
-    handle = PyObject_GetAttr(stream, s_handle);
+    handle = STREAM_GET(stream, handle);
     if (handle == NULL)
         goto unowned;
     outs = PyTuple_Pack(1, buffer);
@@ -219,7 +251,7 @@ launch_bound(PyObject *device, PyObject *stream, PyObject *plan, PyObject *buffe
     Py_DECREF(r);
 
     /* Storage(device, nbytes, buffer), then Storage.mark_written(stream) */
-    writes = PyObject_GetAttr(stream, s_writes);
+    writes = STREAM_GET(stream, writes);
     if (writes == NULL)
         goto unowned;
     written = PyNumber_Add(writes, one);
@@ -230,17 +262,18 @@ launch_bound(PyObject *device, PyObject *stream, PyObject *plan, PyObject *buffe
         goto unowned;
     {
         /* buffer None first, as Storage.__init__ does: its __del__ reads it */
-        PyObject *fields[] = {
-            s_buffer, Py_None, s_device, device, s_nbytes, nbytes, s_last_stream, stream,
-            s_written, written, s_synced, empty_tuple,
+        const Field fields[] = {
+            {o_s_buffer, s_buffer, Py_None},         {o_s_device, s_device, device},
+            {o_s_nbytes, s_nbytes, nbytes},          {o_s_last_stream, s_last_stream, stream},
+            {o_s_written, s_written, written},       {o_s_synced, s_synced, empty_tuple},
         };
-        if (set_attrs(storage, fields, sizeof fields / sizeof *fields) < 0)
+        if (set_fields(storage, storage_type, fields, sizeof fields / sizeof *fields) < 0)
             goto unowned;
     }
-    if (PyObject_SetAttr(storage, s_buffer, buffer) < 0)
+    if (slot_set(storage, storage_type, o_s_buffer, s_buffer, buffer) < 0)
         goto unowned;
     Py_CLEAR(buffer); /* the storage owns it now: its __del__ frees it */
-    if (PyObject_SetAttr(stream, s_writes, written) < 0)
+    if (slot_set(stream, stream_type, o_st_writes, s_writes, written) < 0)
         goto error;
 
     /* Tensor._wrap(storage, out_dtype, result_shape, result_strides) */
@@ -248,13 +281,15 @@ launch_bound(PyObject *device, PyObject *stream, PyObject *plan, PyObject *buffe
     if (tensor == NULL)
         goto error;
     {
-        PyObject *fields[] = {
-            s_storage, storage, s_dtype, out_dtype,
-            s_shape, PyTuple_GET_ITEM(plan, i_result_shape),
-            s_strides, PyTuple_GET_ITEM(plan, i_result_strides),
-            s_offset, zero, s_op, Py_None,
+        const Field fields[] = {
+            {o_t_storage, s_storage, storage},
+            {o_t_dtype, s_dtype, out_dtype},
+            {o_t_shape, s_shape, PyTuple_GET_ITEM(plan, i_result_shape)},
+            {o_t_strides, s_strides, PyTuple_GET_ITEM(plan, i_result_strides)},
+            {o_t_offset, s_offset, zero},
+            {o_t_op, s_op, Py_None},
         };
-        if (set_attrs(tensor, fields, sizeof fields / sizeof *fields) < 0)
+        if (set_fields(tensor, tensor_type, fields, sizeof fields / sizeof *fields) < 0)
             goto error;
     }
     Py_DECREF(impl);
@@ -284,7 +319,7 @@ error:
 /* launch(spec, operands, attrs=None, *, out=None, stream=None): dispatch.launch's
  * signature and result. */
 static PyObject *
-fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+fast_launch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     size_t nargsf = (size_t)nargs;
     if (fallback == NULL) {
@@ -351,10 +386,10 @@ fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject 
         PyObject *op = PyTuple_GET_ITEM(operands, i);
         PyObject *entry;
         if (PyObject_TypeCheck(op, tensor_type)) {
-            PyObject *storage = PyObject_GetAttr(op, s_storage);
+            PyObject *storage = TENSOR_GET(op, storage);
             if (storage == NULL)
                 goto error;
-            PyObject *op_device = PyObject_GetAttr(storage, s_device);
+            PyObject *op_device = STORAGE_GET(storage, device);
             Py_DECREF(storage);
             if (op_device == NULL)
                 goto error;
@@ -366,10 +401,10 @@ fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject 
                 if (!same)
                     goto python_path; /* several devices: launch() explains */
             }
-            PyObject *dtype = PyObject_GetAttr(op, s_dtype);
-            PyObject *shape = dtype ? PyObject_GetAttr(op, s_shape) : NULL;
-            PyObject *strides = shape ? PyObject_GetAttr(op, s_strides) : NULL;
-            PyObject *offset = strides ? PyObject_GetAttr(op, s_offset) : NULL;
+            PyObject *dtype = TENSOR_GET(op, dtype);
+            PyObject *shape = dtype ? TENSOR_GET(op, shape) : NULL;
+            PyObject *strides = shape ? TENSOR_GET(op, strides) : NULL;
+            PyObject *offset = strides ? TENSOR_GET(op, offset) : NULL;
             entry = offset ? PyTuple_Pack(4, dtype, shape, strides, offset) : NULL;
             Py_XDECREF(dtype);
             Py_XDECREF(shape);
@@ -400,7 +435,7 @@ fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject 
     }
 
     /* the validated plan of this signature, with its bound launch */
-    PyObject *plans = PyObject_GetAttr(device, s_plans);
+    PyObject *plans = DEVICE_GET(device, plans);
     if (plans == NULL)
         goto error;
     if (!PyDict_CheckExact(plans)) {
@@ -450,17 +485,17 @@ fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject 
                 if (scalar == NULL)
                     goto error;
             }
-            storage = PyObject_GetAttr(scalar, s_storage);
+            storage = TENSOR_GET(scalar, storage);
             Py_DECREF(scalar);
             if (storage == NULL)
                 goto error;
         } else {
             if (!PyObject_TypeCheck(op, tensor_type))
                 goto python_path;
-            storage = PyObject_GetAttr(op, s_storage);
+            storage = TENSOR_GET(op, storage);
             if (storage == NULL)
                 goto error;
-            PyObject *writer = PyObject_GetAttr(storage, s_last_stream);
+            PyObject *writer = STORAGE_GET(storage, last_stream);
             if (writer == NULL) {
                 Py_DECREF(storage);
                 goto error;
@@ -479,7 +514,7 @@ fast_launch(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject 
                 }
             }
         }
-        PyObject *buffer = PyObject_GetAttr(storage, s_buffer);
+        PyObject *buffer = STORAGE_GET(storage, buffer);
         Py_DECREF(storage);
         if (buffer == NULL)
             goto error;
@@ -511,6 +546,47 @@ done:
     return result;
 }
 
+/* Storage._release (its __del__), compiled: free the buffer once, unless the interpreter
+ * is shutting down. Installed as Storage.__del__ by dispatch._configure_compiled. */
+static PyObject *
+storage_release(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *buffer = slot_get(self, storage_type, o_s_buffer, s_buffer);
+    if (buffer == NULL)
+        return NULL;
+    if (buffer == Py_None) {
+        Py_DECREF(buffer);
+        Py_RETURN_NONE;
+    }
+    PyObject *device = NULL, *impl = NULL, *finalizing = NULL, *r = NULL;
+    if (slot_set(self, storage_type, o_s_buffer, s_buffer, Py_None) < 0)
+        goto done;
+    finalizing = PyObject_CallNoArgs(is_finalizing);
+    if (finalizing == NULL)
+        goto done;
+    if (finalizing != Py_False) {
+        r = Py_NewRef(Py_None); /* the process's memory goes away anyway */
+        goto done;
+    }
+    device = STORAGE_GET(self, device);
+    impl = device ? DEVICE_GET(device, impl) : NULL;
+    if (impl != NULL) {
+        PyObject *call_args[2] = {impl, buffer};
+        r = PyObject_VectorcallMethod(s_free, call_args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+    }
+done:
+    Py_DECREF(buffer);
+    Py_XDECREF(device);
+    Py_XDECREF(impl);
+    Py_XDECREF(finalizing);
+    return r;
+}
+
+static PyMethodDef storage_release_def = {
+    "__del__", storage_release, METH_NOARGS,
+    "Storage._release, compiled: free the buffer once (not at interpreter shutdown)."};
+
 static Py_ssize_t
 field_index(PyObject *fields, const char *name)
 {
@@ -525,15 +601,16 @@ field_index(PyObject *fields, const char *name)
 }
 
 static PyObject *
-configure(PyObject *module, PyObject *args, PyObject *kwargs)
+configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"fallback", "tensor_type", "storage_type", "scalar_tensor",
-                            "scalar_types", "stream_tls", "plan_fields", "specs", NULL};
-    PyObject *fb, *tt, *st, *sc, *stypes, *tls, *fields, *sp;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OO!O!OO!OO!O!:configure", names, &fb,
-                                     &PyType_Type, &tt, &PyType_Type, &st, &sc,
-                                     &PyTuple_Type, &stypes, &tls, &PyTuple_Type, &fields,
-                                     &PyDict_Type, &sp))
+    static char *names[] = {"fallback",   "tensor_type", "storage_type", "device_type",
+                            "stream_type", "scalar_tensor", "scalar_types", "stream_tls",
+                            "plan_fields", "specs", NULL};
+    PyObject *fb, *tt, *st, *dt, *strt, *sc, *stypes, *tls, *fields, *sp;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OO!O!O!O!OO!OO!O!:configure", names, &fb,
+                                     &PyType_Type, &tt, &PyType_Type, &st, &PyType_Type, &dt,
+                                     &PyType_Type, &strt, &sc, &PyTuple_Type, &stypes, &tls,
+                                     &PyTuple_Type, &fields, &PyDict_Type, &sp))
         return NULL;
     if (!PyCallable_Check(fb) || !PyCallable_Check(sc)) {
         PyErr_SetString(PyExc_TypeError, "fallback and scalar_tensor must be callable");
@@ -547,6 +624,42 @@ configure(PyObject *module, PyObject *args, PyObject *kwargs)
         if (idx[i] < 0)
             return NULL;
     }
+    /* the slots read and written at their offsets: every one must be a slot */
+    struct {
+        Py_ssize_t *offset;
+        PyObject *type, *name;
+    } slots[] = {
+        {&o_t_storage, tt, s_storage},   {&o_t_dtype, tt, s_dtype},
+        {&o_t_shape, tt, s_shape},       {&o_t_strides, tt, s_strides},
+        {&o_t_offset, tt, s_offset},     {&o_t_op, tt, s_op},
+        {&o_s_buffer, st, s_buffer},     {&o_s_device, st, s_device},
+        {&o_s_nbytes, st, s_nbytes},     {&o_s_last_stream, st, s_last_stream},
+        {&o_s_written, st, s_written},   {&o_s_synced, st, s_synced},
+        {&o_d_impl, dt, s_impl},         {&o_d_index, dt, s_index},
+        {&o_d_plans, dt, s_plans},       {&o_d_default_stream, dt, s_default_stream},
+        {&o_st_handle, strt, s_handle},  {&o_st_writes, strt, s_writes},
+        {&o_st_scalars, strt, s_scalars},
+    };
+    enum { NSLOTS = sizeof slots / sizeof *slots };
+    Py_ssize_t offsets[NSLOTS];
+    for (size_t i = 0; i < NSLOTS; i++) {
+        offsets[i] = slot_offset((PyTypeObject *)slots[i].type, slots[i].name);
+        if (offsets[i] < 0)
+            return NULL;
+    }
+    for (size_t i = 0; i < NSLOTS; i++)
+        *slots[i].offset = offsets[i];
+    if (is_finalizing == NULL) {
+        PyObject *sys = PyImport_ImportModule("sys");
+        if (sys == NULL)
+            return NULL;
+        is_finalizing = PyObject_GetAttrString(sys, "is_finalizing");
+        Py_DECREF(sys);
+        if (is_finalizing == NULL)
+            return NULL;
+    }
+    Py_XSETREF(device_type, (PyTypeObject *)Py_NewRef(dt));
+    Py_XSETREF(stream_type, (PyTypeObject *)Py_NewRef(strt));
     Py_XSETREF(fallback, Py_NewRef(fb));
     Py_XSETREF(tensor_type, (PyTypeObject *)Py_NewRef(tt));
     Py_XSETREF(storage_type, (PyTypeObject *)Py_NewRef(st));
@@ -575,7 +688,21 @@ PyDoc_STRVAR(configure_doc,
 "          stream_tls, plan_fields, specs)\n--\n\n"
 "Called once by hwabstract.dispatch: the objects the compiled launch works with.");
 
+/* storage_finalizer(): Storage._release compiled, as a method of the configured Storage
+ * type (to be its __del__) */
+static PyObject *
+storage_finalizer(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    if (storage_type == NULL || is_finalizing == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "storage_finalizer() before configure()");
+        return NULL;
+    }
+    return PyDescr_NewMethod(storage_type, &storage_release_def);
+}
+
 static PyMethodDef methods[] = {
+    {"storage_finalizer", storage_finalizer, METH_NOARGS,
+     "storage_finalizer(): Storage._release, compiled, for Storage.__del__."},
     {"launch", (PyCFunction)(void (*)(void))fast_launch, METH_FASTCALL | METH_KEYWORDS,
      launch_doc},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,

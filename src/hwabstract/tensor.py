@@ -81,7 +81,9 @@ class Storage:
             writer.synchronize()  # another backend: no device-side event orders them
         self.synced = (*self.synced, weakref.ref(stream))  # weak: must not pin streams
 
-    def __del__(self, _finalizing: Any = sys.is_finalizing) -> None:
+    def _release(self, _finalizing: Any = sys.is_finalizing) -> None:
+        """Free the buffer (once); what ``__del__`` does. Where ``hwabstract._fastpath`` is
+        in use, ``__del__`` is its compiled twin (``dispatch._configure_compiled``)."""
         buffer = self.buffer
         if buffer is not None:
             self.buffer = None
@@ -89,6 +91,8 @@ class Storage:
             # (its modules, its native library) may already be torn down: do not call it.
             if not _finalizing():
                 self.device._impl.free(buffer)
+
+    __del__ = _release
 
 
 _ops: Any = None  #: ``hwabstract.operations`` (which imports this module), once loaded

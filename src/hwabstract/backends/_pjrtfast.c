@@ -25,8 +25,77 @@
 #include <Python.h>
 #include <stddef.h>
 
+#include "../_slots.h"
+
 static PyObject *s_array, *s_kind, *s_nbytes, *s_device, *s_freed, *s_destroyed, *s_pending,
-    *s_devices;
+    *s_devices, *s_lock, *s_acquire, *s_release, *s_is_deleted, *s_block_until_ready;
+
+/* configure(buffer_type, stream_type): PjrtBuffer and PjrtStream, whose __slots__ are read
+ * and written at their offsets (_slots.h says why). Objects of any other type (a subclass
+ * included) are left to Python. */
+static PyTypeObject *buffer_type, *stream_type;
+static Py_ssize_t off_array = -1, off_kind, off_nbytes, off_device, off_freed, off_pending,
+    off_destroyed, off_lock;
+static PyObject *py_synchronize; /* pjrt._synchronize: for a stream of another type */
+
+/* The slot at `offset` of `obj` (of a type given to configure()): borrowed; NULL with
+ * Python's AttributeError if unset. */
+static inline PyObject *
+peek(PyObject *obj, Py_ssize_t offset, PyObject *name)
+{
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    if (value == NULL) {
+        PyObject *found = PyObject_GetAttr(obj, name); /* AttributeError, as Python raises */
+        if (found != NULL) {
+            Py_DECREF(found);
+            PyErr_Format(PyExc_AttributeError, "%U", name);
+        }
+    }
+    return value;
+}
+
+/* obj.<slot at offset> = value (the old value is released last: it may run Python code) */
+static inline void
+poke(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject **field = (PyObject **)((char *)obj + offset);
+    PyObject *old = *field;
+    *field = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+static PyObject *
+configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
+{
+    PyObject *buffer, *stream, *synchronize;
+    static char *names[] = {"buffer_type", "stream_type", "synchronize", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O:configure", names, &PyType_Type,
+                                     &buffer, &PyType_Type, &stream, &synchronize))
+        return NULL;
+    PyTypeObject *b = (PyTypeObject *)buffer, *st = (PyTypeObject *)stream;
+    Py_ssize_t offsets[8];
+    PyObject *fields[8][2] = {
+        {buffer, s_array}, {buffer, s_kind}, {buffer, s_nbytes}, {buffer, s_device},
+        {buffer, s_freed}, {stream, s_pending}, {stream, s_destroyed}, {stream, s_lock},
+    };
+    for (int i = 0; i < 8; i++) {
+        offsets[i] = slot_offset((PyTypeObject *)fields[i][0], fields[i][1]);
+        if (offsets[i] < 0)
+            return NULL;
+    }
+    Py_XSETREF(buffer_type, (PyTypeObject *)Py_NewRef(b));
+    Py_XSETREF(stream_type, (PyTypeObject *)Py_NewRef(st));
+    off_array = offsets[0];
+    off_kind = offsets[1];
+    off_nbytes = offsets[2];
+    off_device = offsets[3];
+    off_freed = offsets[4];
+    off_pending = offsets[5];
+    off_destroyed = offsets[6];
+    off_lock = offsets[7];
+    Py_XSETREF(py_synchronize, Py_NewRef(synchronize));
+    Py_RETURN_NONE;
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Memory: pjrt.PjrtMemory                                                                    */
@@ -36,7 +105,6 @@ typedef struct {
     Py_ssize_t count;          /* devices */
     long long *capacity;       /* per device; -1 until asked */
     long long *in_use, *peak, *live;
-    PyTypeObject *buffer_type; /* PjrtBuffer */
     PyObject *capacity_of;     /* capacity_of(index) -> int */
     PyObject *out_of_memory;   /* out_of_memory(index, nbytes, free, capacity) -> exception */
     PyObject *already_freed;   /* already_freed(buffer) -> exception */
@@ -117,21 +185,21 @@ memory_allocate(Memory *self, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(call_args[3]);
         return NULL;
     }
-    PyObject *buffer = self->buffer_type->tp_alloc(self->buffer_type, 0);
-    if (buffer == NULL)
+    PyObject *nbytes_obj = PyLong_FromLongLong(nbytes);
+    if (nbytes_obj == NULL)
         return NULL;
-    PyObject *index_obj = PyLong_FromSsize_t(index), *nbytes_obj = PyLong_FromLongLong(nbytes);
-    PyObject *fields[] = {s_device, index_obj, s_nbytes, nbytes_obj, s_array, Py_None,
-                          s_kind, Py_None, s_freed, Py_False};
-    int failed = index_obj == NULL || nbytes_obj == NULL;
-    for (size_t i = 0; i < sizeof fields / sizeof *fields && !failed; i += 2)
-        failed = PyObject_SetAttr(buffer, fields[i], fields[i + 1]) < 0;
-    Py_XDECREF(index_obj);
-    Py_XDECREF(nbytes_obj);
-    if (failed) {
-        Py_DECREF(buffer);
+    PyObject *buffer = buffer_type->tp_alloc(buffer_type, 0);
+    if (buffer == NULL) {
+        Py_DECREF(nbytes_obj);
         return NULL;
     }
+    /* PjrtBuffer.__init__, at the slots' offsets (all unset in a new object) */
+    poke(buffer, off_device, args[0]);
+    poke(buffer, off_nbytes, nbytes_obj);
+    poke(buffer, off_array, Py_None);
+    poke(buffer, off_kind, Py_None);
+    poke(buffer, off_freed, Py_False);
+    Py_DECREF(nbytes_obj);
     /* (no Python code runs from here on: nothing can interleave with the update) */
     long long used = self->in_use[index] += nbytes;
     self->live[index] += 1;
@@ -143,43 +211,38 @@ memory_allocate(Memory *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 memory_free(Memory *self, PyObject *buffer)
 {
-    if (Py_TYPE(buffer) != self->buffer_type) {
-        PyErr_Format(PyExc_TypeError, "free() takes a %s, not %s", self->buffer_type->tp_name,
+    if (Py_TYPE(buffer) != buffer_type) {
+        PyErr_Format(PyExc_TypeError, "free() takes a %s, not %s", buffer_type->tp_name,
                      Py_TYPE(buffer)->tp_name);
         return NULL;
     }
-    PyObject *freed = PyObject_GetAttr(buffer, s_freed);
+    PyObject *freed = peek(buffer, off_freed, s_freed);
     if (freed == NULL)
         return NULL;
     int truth = PyObject_IsTrue(freed);
-    Py_DECREF(freed);
     if (truth < 0)
         return NULL;
     if (truth) {
         raise_made(self->already_freed, &buffer, 1);
         return NULL;
     }
-    PyObject *device = PyObject_GetAttr(buffer, s_device);
+    PyObject *device = peek(buffer, off_device, s_device);
     if (device == NULL)
         return NULL;
     Py_ssize_t index = device_index(self, device);
-    Py_DECREF(device);
     if (index < 0)
         return NULL;
-    PyObject *nbytes_obj = PyObject_GetAttr(buffer, s_nbytes);
+    PyObject *nbytes_obj = peek(buffer, off_nbytes, s_nbytes);
     if (nbytes_obj == NULL)
         return NULL;
     long long nbytes = byte_count(nbytes_obj);
-    Py_DECREF(nbytes_obj);
     if (nbytes < 0)
         return NULL;
-    if (PyObject_SetAttr(buffer, s_freed, Py_True) < 0)
-        return NULL;
+    poke(buffer, off_freed, Py_True);
     self->in_use[index] -= nbytes;
     self->live[index] -= 1;
     /* last: dropping the array may run Python code (its finalizers) */
-    if (PyObject_SetAttr(buffer, s_array, Py_None) < 0)
-        return NULL;
+    poke(buffer, off_array, Py_None);
     Py_RETURN_NONE;
 }
 
@@ -196,13 +259,17 @@ static PyObject *
 memory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     Py_ssize_t count;
-    PyObject *buffer_type, *capacity_of, *out_of_memory, *already_freed;
+    PyObject *buffer, *capacity_of, *out_of_memory, *already_freed;
     static char *names[] = {"count", "buffer_type", "capacity_of", "out_of_memory",
                             "already_freed", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nO!OOO:Memory", names, &count,
-                                     &PyType_Type, &buffer_type, &capacity_of, &out_of_memory,
-                                     &already_freed))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "nOOOO:Memory", names, &count, &buffer,
+                                     &capacity_of, &out_of_memory, &already_freed))
         return NULL;
+    if (buffer_type == NULL || buffer != (PyObject *)buffer_type) {
+        PyErr_SetString(PyExc_TypeError,
+                        "Memory makes buffers of the type given to configure() only");
+        return NULL;
+    }
     if (count < 0 || count > 1 << 20) {
         PyErr_Format(PyExc_ValueError, "Memory for %zd devices", count);
         return NULL;
@@ -221,7 +288,6 @@ memory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->live = self->peak + count + 1;
     for (Py_ssize_t i = 0; i < count; i++)
         self->capacity[i] = -1;
-    self->buffer_type = (PyTypeObject *)Py_NewRef(buffer_type);
     self->capacity_of = Py_NewRef(capacity_of);
     self->out_of_memory = Py_NewRef(out_of_memory);
     self->already_freed = Py_NewRef(already_freed);
@@ -231,7 +297,6 @@ memory_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static int
 memory_traverse(Memory *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->buffer_type);
     Py_VISIT(self->capacity_of);
     Py_VISIT(self->out_of_memory);
     Py_VISIT(self->already_freed);
@@ -241,7 +306,6 @@ memory_traverse(Memory *self, visitproc visit, void *arg)
 static int
 memory_clear(Memory *self)
 {
-    Py_CLEAR(self->buffer_type);
     Py_CLEAR(self->capacity_of);
     Py_CLEAR(self->out_of_memory);
     Py_CLEAR(self->already_freed);
@@ -290,6 +354,7 @@ typedef struct {
     PyObject *exe;        /* the jitted executable */
     PyObject *kinds;      /* tuple: each input buffer's `kind` it was traced for */
     PyObject *sizes;      /* tuple: each input buffer's `nbytes` */
+    long long sizes_c[MAX_INPUTS]; /* the same, as C integers */
     PyObject *out_dtype;  /* what the output buffer's `kind` becomes */
     PyObject *device;     /* the jax Device every input must be on, or None (one device) */
     PyObject *fallback;   /* the Python bound launch */
@@ -303,14 +368,14 @@ typedef struct {
 static int
 produced(BoundCall *self, PyObject *stream, PyObject *result)
 {
-    PyObject *pending = PyObject_GetAttr(stream, s_pending);
+    PyObject *pending = peek(stream, off_pending, s_pending);
     if (pending == NULL)
         return -1;
     if (!PyList_CheckExact(pending)) {
         PyErr_SetString(PyExc_TypeError, "a PJRT stream's pending list is not a list");
-        Py_DECREF(pending);
         return -1;
     }
+    Py_INCREF(pending);
     int status = PyList_Append(pending, result);
     Py_ssize_t n = PyList_GET_SIZE(pending);
     Py_DECREF(pending);
@@ -360,43 +425,57 @@ bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwna
         goto python;
     PyObject *stream = args[0], *buffers = args[1], *outs = args[2];
     Py_ssize_t n = PyTuple_GET_SIZE(self->kinds);
-    if (!PyList_CheckExact(buffers) && !PyTuple_CheckExact(buffers))
+    if (!(PyList_CheckExact(buffers) && PyList_GET_SIZE(buffers) == n)
+        && !(PyTuple_CheckExact(buffers) && PyTuple_GET_SIZE(buffers) == n))
         goto python;
-    PyObject *items = PySequence_Fast(buffers, "the input buffers of a launch");
-    if (items == NULL)
-        return NULL;
-    if (PySequence_Fast_GET_SIZE(items) != n || !PyTuple_CheckExact(outs)
-        || PyTuple_GET_SIZE(outs) != 1) {
-        Py_DECREF(items);
+    if (!PyTuple_CheckExact(outs) || PyTuple_GET_SIZE(outs) != 1
+        || Py_TYPE(stream) != stream_type)
         goto python;
+    PyObject *out = PyTuple_GET_ITEM(outs, 0);
+    if (Py_TYPE(out) != buffer_type)
+        goto python;
+    {
+        PyObject *kind = peek(out, off_kind, s_kind);
+        if (kind == NULL)
+            return NULL;
+        if (kind != Py_None) /* a written output: Python's launch() */
+            goto python;
+        PyObject *destroyed = peek(stream, off_destroyed, s_destroyed);
+        if (destroyed == NULL)
+            return NULL;
+        if (destroyed != Py_False) /* launch() refuses it, saying so */
+            goto python;
     }
+    /* the input buffers: the kinds and sizes the executable was traced for; their arrays */
     PyObject *arrays[MAX_INPUTS];
     Py_ssize_t got = 0;
-    int slow = 0;
-    for (Py_ssize_t i = 0; i < n && !slow; i++) {
-        PyObject *buffer = PySequence_Fast_GET_ITEM(items, i);
-        PyObject *kind = PyObject_GetAttr(buffer, s_kind);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* (read afresh each time: Python code run below could change a list) */
+        if (i >= Py_SIZE(buffers))
+            goto slow;
+        PyObject *buffer = PyList_CheckExact(buffers) ? PyList_GET_ITEM(buffers, i)
+                                                      : PyTuple_GET_ITEM(buffers, i);
+        if (Py_TYPE(buffer) != buffer_type)
+            goto slow;
+        PyObject *kind = peek(buffer, off_kind, s_kind);
         if (kind == NULL)
             goto error;
-        slow = kind != PyTuple_GET_ITEM(self->kinds, i);
-        Py_DECREF(kind);
-        if (slow)
-            break;
-        PyObject *nbytes = PyObject_GetAttr(buffer, s_nbytes);
+        if (kind != PyTuple_GET_ITEM(self->kinds, i))
+            goto slow;
+        PyObject *nbytes = peek(buffer, off_nbytes, s_nbytes);
         if (nbytes == NULL)
             goto error;
-        int same = PyObject_RichCompareBool(nbytes, PyTuple_GET_ITEM(self->sizes, i), Py_EQ);
-        Py_DECREF(nbytes);
-        if (same < 0)
+        if (!PyLong_CheckExact(nbytes))
+            goto slow;
+        long long size = PyLong_AsLongLong(nbytes);
+        if (size == -1 && PyErr_Occurred())
             goto error;
-        if (!same) {
-            slow = 1;
-            break;
-        }
-        PyObject *array = PyObject_GetAttr(buffer, s_array);
+        if (size != self->sizes_c[i])
+            goto slow;
+        PyObject *array = peek(buffer, off_array, s_array);
         if (array == NULL)
             goto error;
-        arrays[got++] = array;
+        arrays[got++] = Py_NewRef(array); /* held: the call may let other threads run */
         if (self->device != Py_None) {
             /* on another device: PjrtBackend._on puts it there, in Python */
             PyObject *devices = PyObject_CallMethodNoArgs(array, s_devices);
@@ -406,54 +485,34 @@ bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwna
             Py_DECREF(devices);
             if (on < 0)
                 goto error;
-            slow = !on;
+            if (!on)
+                goto slow;
         }
-    }
-    PyObject *out = PyTuple_GET_ITEM(outs, 0);
-    if (!slow) {
-        PyObject *kind = PyObject_GetAttr(out, s_kind);
-        if (kind == NULL)
-            goto error;
-        slow = kind != Py_None; /* a written output: Python's launch() */
-        Py_DECREF(kind);
-    }
-    if (!slow) {
-        PyObject *destroyed = PyObject_GetAttr(stream, s_destroyed);
-        if (destroyed == NULL)
-            goto error;
-        slow = destroyed != Py_False; /* launch() refuses it, saying so */
-        Py_DECREF(destroyed);
-    }
-    if (slow) {
-        for (Py_ssize_t i = 0; i < got; i++)
-            Py_DECREF(arrays[i]);
-        Py_DECREF(items);
-        goto python;
     }
     PyObject *result = PyObject_Vectorcall(self->exe, arrays, (size_t)n, NULL);
     for (Py_ssize_t i = 0; i < got; i++)
         Py_DECREF(arrays[i]);
-    Py_DECREF(items);
     if (result == NULL) {
         raise_refused(self);
         return NULL;
     }
-    if (PyObject_SetAttr(out, s_array, result) < 0
-        || PyObject_SetAttr(out, s_kind, self->out_dtype) < 0
-        || produced(self, stream, result) < 0) {
-        Py_DECREF(result);
-        return NULL;
-    }
+    poke(out, off_array, result);
+    poke(out, off_kind, self->out_dtype);
+    int status = produced(self, stream, result);
     Py_DECREF(result);
+    if (status < 0)
+        return NULL;
     Py_RETURN_NONE;
 
+slow:
+    for (Py_ssize_t i = 0; i < got; i++)
+        Py_DECREF(arrays[i]);
+python:
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
 error:
     for (Py_ssize_t i = 0; i < got; i++)
         Py_DECREF(arrays[i]);
-    Py_DECREF(items);
     return NULL;
-python:
-    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
 }
 
 static PyObject *
@@ -473,9 +532,20 @@ bound_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                      "BoundCall takes as many kinds as sizes, at most %d", MAX_INPUTS);
         return NULL;
     }
+    if (buffer_type == NULL) {
+        PyErr_SetString(PyExc_TypeError, "BoundCall() before configure()");
+        return NULL;
+    }
+    long long sizes_c[MAX_INPUTS];
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(sizes); i++) {
+        sizes_c[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(sizes, i));
+        if (sizes_c[i] == -1 && PyErr_Occurred())
+            return NULL;
+    }
     BoundCall *self = (BoundCall *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
+    memcpy(self->sizes_c, sizes_c, sizeof sizes_c);
     self->exe = Py_NewRef(exe);
     self->kinds = Py_NewRef(kinds);
     self->sizes = Py_NewRef(sizes);
@@ -543,11 +613,108 @@ static PyTypeObject BoundCallType = {
 
 /* ---------------------------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------------------------- */
+/* synchronize: pjrt._synchronize                                                             */
+
+/* pending[:0] = rest, under the stream's lock, keeping the pending exception */
+static void
+put_back(PyObject *stream, PyObject *rest)
+{
+    PyObject *exc_type, *exc_value, *exc_tb;
+    PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+    PyObject *lock = peek(stream, off_lock, s_lock), *pending = peek(stream, off_pending,
+                                                                       s_pending);
+    PyObject *r = lock ? PyObject_CallMethodNoArgs(lock, s_acquire) : NULL;
+    if (r != NULL) {
+        Py_DECREF(r);
+        if (PyList_CheckExact(pending))
+            PyList_SetSlice(pending, 0, 0, rest);
+        r = PyObject_CallMethodNoArgs(lock, s_release);
+        Py_XDECREF(r);
+    }
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable(stream); /* (only a broken lock or list could fail here) */
+    PyErr_Restore(exc_type, exc_value, exc_tb);
+}
+
+static PyObject *
+synchronize(PyObject *Py_UNUSED(module), PyObject *stream)
+{
+    if (py_synchronize == NULL) {
+        PyErr_SetString(PyExc_TypeError, "synchronize() before configure()");
+        return NULL;
+    }
+    if (Py_TYPE(stream) != stream_type) /* (a subclass, say): the Python definition */
+        return PyObject_CallOneArg(py_synchronize, stream);
+    /* PjrtStream.take(): the pending arrays, removed under the lock */
+    PyObject *lock = peek(stream, off_lock, s_lock);
+    if (lock == NULL)
+        return NULL;
+    Py_INCREF(lock);
+    PyObject *r = PyObject_CallMethodNoArgs(lock, s_acquire); /* (waits without the GIL) */
+    if (r == NULL) {
+        Py_DECREF(lock);
+        return NULL;
+    }
+    Py_DECREF(r);
+    PyObject *pending = peek(stream, off_pending, s_pending), *taken = NULL;
+    if (pending != NULL && !PyList_CheckExact(pending))
+        PyErr_SetString(PyExc_TypeError, "a PJRT stream's pending list is not a list");
+    else if (pending != NULL) {
+        Py_ssize_t n = PyList_GET_SIZE(pending);
+        taken = PyList_GetSlice(pending, 0, n);
+        if (taken != NULL && PyList_SetSlice(pending, 0, n, NULL) < 0)
+            Py_CLEAR(taken);
+    }
+    r = PyObject_CallMethodNoArgs(lock, s_release);
+    Py_DECREF(lock);
+    if (r == NULL) {
+        Py_XDECREF(taken);
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (taken == NULL)
+        return NULL;
+    /* _wait(array) for each: block_until_ready unless deleted (donated to a later launch) */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(taken); i++) {
+        PyObject *array = PyList_GET_ITEM(taken, i);
+        PyObject *deleted = PyObject_CallMethodNoArgs(array, s_is_deleted);
+        int is_deleted = deleted == NULL ? -1 : PyObject_IsTrue(deleted);
+        Py_XDECREF(deleted);
+        if (is_deleted == 0) {
+            PyObject *done = PyObject_CallMethodNoArgs(array, s_block_until_ready);
+            is_deleted = done == NULL ? -1 : 1;
+            Py_XDECREF(done);
+        }
+        if (is_deleted < 0) { /* what was not waited for stays pending */
+            PyObject *rest = PyList_GetSlice(taken, i, PyList_GET_SIZE(taken));
+            if (rest != NULL) {
+                put_back(stream, rest);
+                Py_DECREF(rest);
+            }
+            Py_DECREF(taken);
+            return NULL;
+        }
+    }
+    Py_DECREF(taken);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     "configure(buffer_type, stream_type, synchronize): PjrtBuffer and PjrtStream (their "
+     "slots' offsets), and pjrt._synchronize."},
+    {"synchronize", synchronize, METH_O,
+     "synchronize(stream): pjrt._synchronize, compiled (PjrtBackend.stream_synchronize)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "hwabstract.backends._pjrtfast",
     .m_doc = "The PJRT backend's steady-state launch, compiled (see _pjrtfast.c).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 #define INTERN(var, text)                                                                  \
@@ -567,6 +734,11 @@ PyInit__pjrtfast(void)
     INTERN(s_destroyed, "destroyed");
     INTERN(s_pending, "pending");
     INTERN(s_devices, "devices");
+    INTERN(s_lock, "lock");
+    INTERN(s_acquire, "acquire");
+    INTERN(s_release, "release");
+    INTERN(s_is_deleted, "is_deleted");
+    INTERN(s_block_until_ready, "block_until_ready");
     if (PyType_Ready(&MemoryType) < 0 || PyType_Ready(&BoundCallType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);

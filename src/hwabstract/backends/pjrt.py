@@ -201,6 +201,13 @@ class PjrtStream:
             return list(self.pending)
 
 
+def _configure_compiled() -> None:
+    """Give the compiled side the two types whose slots it reads and writes, and the
+    Python it hands a stream of another type to."""
+    if _FAST is not None:
+        _FAST.configure(buffer_type=PjrtBuffer, stream_type=PjrtStream, synchronize=_synchronize)
+
+
 class PjrtEvent:
     """A readiness marker: reached when the arrays launched before it are ready."""
 
@@ -333,6 +340,10 @@ class PjrtBackend(Backend):
             # methods); a subclass that overrides either keeps its own
             self.allocate = self._memory.allocate  # type: ignore[method-assign]
             self.free = self._memory.free  # type: ignore[method-assign]
+        if cls.stream_synchronize is PjrtBackend.stream_synchronize:
+            self.stream_synchronize = (  # type: ignore[method-assign]
+                _synchronize if _FAST is None else _FAST.synchronize
+            )
         #: the standard kernels' namespace (``jax.numpy``): see array_kernels
         self._arrays: ArrayModule = jax_module()
 
@@ -513,16 +524,7 @@ class PjrtBackend(Backend):
         return stream
 
     def stream_synchronize(self, stream: PjrtStream) -> None:
-        # Take the pending arrays and wait for them, so that nothing is left to do once the
-        # last wait returns; launches queued meanwhile (another thread) stay pending.
-        pending = stream.take()
-        for i, array in enumerate(pending):
-            try:
-                _wait(array)
-            except BaseException:
-                with stream.lock:  # what was not waited for stays pending
-                    stream.pending[:0] = pending[i:]
-                raise
+        _synchronize(stream)
 
     def stream_query(self, stream: PjrtStream) -> bool:
         return _prune(stream)
@@ -991,6 +993,20 @@ def _signature(tag: Any, inputs: Sequence[Operand], output: Operand, out_kind: A
     )  # fmt: skip
 
 
+def _synchronize(stream: PjrtStream) -> None:
+    """Take the pending arrays and wait for them, so that nothing is left to do once the
+    last wait returns; launches queued meanwhile (another thread) stay pending. (Compiled
+    twin: ``_pjrtfast.synchronize``.)"""
+    pending = stream.take()
+    for i, array in enumerate(pending):
+        try:
+            _wait(array)
+        except BaseException:
+            with stream.lock:  # what was not waited for stays pending
+                stream.pending[:0] = pending[i:]
+            raise
+
+
 def _prune(stream: PjrtStream) -> bool:
     """Drop the arrays of ``stream.pending`` that have finished; whether none is left."""
     with stream.lock:
@@ -1087,3 +1103,6 @@ def _from_bits(jax: Any, bits: Any, dtype: Any) -> Any:
     if bits.dtype == dtype:
         return bits
     return jax.lax.bitcast_convert_type(bits, dtype)
+
+
+_configure_compiled()

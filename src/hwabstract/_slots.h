@@ -1,0 +1,71 @@
+/* Reading and writing a Python class's __slots__ at their offsets, shared by the compiled
+ * modules (_fastpath.c, backends/_pjrtfast.c).
+ *
+ * A class with __slots__ keeps each slot at a fixed offset in its instances, which its
+ * member descriptor records. Reading it there touches the object and nothing else, where
+ * PyObject_GetAttr also walks the type's attribute cache and the descriptor: the fewer
+ * objects a launch touches, the less it pays right after a wait, when the caches are cold
+ * (docs/performance.md, "Where the added time goes"). Offsets are taken only from a
+ * writable object slot of the class itself (checked when a module is configured), and used
+ * only on objects of exactly that class; anything else goes through the attribute
+ * protocol, as Python code would. */
+#ifndef HWABSTRACT_SLOTS_H
+#define HWABSTRACT_SLOTS_H
+
+#include <Python.h>
+#include <structmember.h>
+
+/* The offset of `type`'s __slots__ member `name` (a writable object slot); -1 with an
+ * exception if it is not one. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, PyObject *name)
+{
+    PyObject *descr = PyDict_GetItemWithError(type->tp_dict, name); /* borrowed */
+    if (descr == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "%s has no slot %R", type->tp_name, name);
+        return -1;
+    }
+    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s.%U is not a __slots__ member", type->tp_name, name);
+        return -1;
+    }
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX || (member->flags & READONLY)) {
+        PyErr_Format(PyExc_TypeError, "%s.%U is not a writable object slot", type->tp_name,
+                     name);
+        return -1;
+    }
+    return member->offset;
+}
+
+/* obj.<name>: at `offset` when obj is exactly `type`, else by attribute lookup. New
+ * reference, or NULL with the exception Python would raise (AttributeError if unset). */
+static inline PyObject *
+slot_get(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name)
+{
+    if (Py_TYPE(obj) == type && offset >= 0) {
+        PyObject *value = *(PyObject **)((char *)obj + offset);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* obj.<name> = value, likewise; the old value is released last (it may run Python code).
+ * 0, or -1 with an exception. */
+static inline int
+slot_set(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name,
+         PyObject *value)
+{
+    if (Py_TYPE(obj) == type && offset >= 0) {
+        PyObject **field = (PyObject **)((char *)obj + offset);
+        PyObject *old = *field;
+        *field = Py_NewRef(value);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(obj, name, value);
+}
+
+#endif
