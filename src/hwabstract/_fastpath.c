@@ -719,12 +719,6 @@ static struct PyModuleDef module_def = {
     methods,
 };
 
-#define INTERN(var, text)                                  \
-    do {                                                   \
-        if ((var = PyUnicode_InternFromString(text)) == NULL) \
-            return NULL;                                   \
-    } while (0)
-
 PyMODINIT_FUNC
 PyInit__fastpath(void)
 {

@@ -1,5 +1,5 @@
-/* Reading and writing a Python class's __slots__ at their offsets, shared by the compiled
- * modules (_fastpath.c, backends/_pjrtfast.c).
+/* What the compiled modules (_fastpath.c, backends/_pjrtfast.c) share: reading and writing
+ * a Python class's __slots__ at their offsets, and interning their attribute names.
  *
  * A class with __slots__ keeps each slot at a fixed offset in its instances, which its
  * member descriptor records. Reading it there touches the object and nothing else, where
@@ -67,5 +67,12 @@ slot_set(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name,
     }
     return PyObject_SetAttr(obj, name, value);
 }
+
+/* var = the interned string `text`; else return NULL from the module's init function */
+#define INTERN(var, text)                                                                  \
+    do {                                                                                   \
+        if ((var = PyUnicode_InternFromString(text)) == NULL)                              \
+            return NULL;                                                                   \
+    } while (0)
 
 #endif

@@ -519,7 +519,7 @@ def _configure_compiled(fallback: Any = None) -> Any:
         plan_fields=_Plan._fields,
         specs=_SPECS,
     )
-    Storage.__del__ = FASTPATH.storage_finalizer()  # type: ignore[method-assign]
+    Storage.__del__ = FASTPATH.storage_finalizer()
     return FASTPATH.launch
 
 

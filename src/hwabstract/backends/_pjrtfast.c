@@ -717,12 +717,6 @@ static struct PyModuleDef module_def = {
     .m_methods = module_methods,
 };
 
-#define INTERN(var, text)                                                                  \
-    do {                                                                                   \
-        if ((var = PyUnicode_InternFromString(text)) == NULL)                              \
-            return NULL;                                                                   \
-    } while (0)
-
 PyMODINIT_FUNC
 PyInit__pjrtfast(void)
 {

@@ -111,6 +111,9 @@ class ArrayModule:
     #: whether output shapes must be known when the function is traced (JAX): data-dependent
     #: sizes are then passed in (``flatnonzero(x, size=count)``)
     static_shapes: bool = False
+    #: an integer to a non-negative integer power of its dtype, wrapping as NumPy does;
+    #: None: the namespace's ``power`` (JAX's looks at the low 6 bits of the exponent only)
+    int_power: Callable[[Any, Any], Any] | None = None
 
 
 # -- dtype classification (NumPy dtypes: JAX and CuPy arrays carry them too) ----------------------
@@ -325,6 +328,7 @@ def _nextafter(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
 def _pow(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
     power, where, ones, zeros = ns("pow", "power"), ns("where"), ns("ones"), ns("zeros")
     floating = _float_binary(power)
+    int_power = ns.module.int_power or power
 
     def run(a: Any, b: Any) -> Any:
         kind = _kind(a)
@@ -332,7 +336,7 @@ def _pow(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
             return floating(a, b)
         # integer powers: a negative exponent gives 1/a**|b| truncated (0 unless |a| == 1)
         negative = b < 0
-        result = power(a, where(negative, 0, b))
+        result = int_power(a, where(negative, 0, b))
         one = ones((), a.dtype)
         inverse = where(a == one, one, zeros((), a.dtype))
         if kind == "i":
@@ -957,8 +961,27 @@ def jax_module() -> ArrayModule:
         prefer = jnp.float32 if _narrow(a) else None
         return jnp.matmul(a, b, precision=highest, preferred_element_type=prefer)
 
+    def int_power(a: Any, b: Any) -> Any:
+        # jnp.power multiplies for the low 6 bits of an integer exponent only (a larger one
+        # "would overflow"), so 3 ** 100 in int32 is not NumPy's wrapped product. Square and
+        # multiply over every bit of the exponent instead: XLA fuses the loop into one pass.
+        shape = jnp.broadcast_shapes(a.shape, b.shape)
+        base, exponent = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+        acc = jnp.ones(shape, a.dtype)
+        for _ in range(jnp.iinfo(b.dtype).bits):
+            acc = jnp.where((exponent & 1) == 1, acc * base, acc)
+            base = base * base
+            exponent = exponent >> 1
+        return acc
+
     return ArrayModule(
-        "jax", jnp, jax.scipy.special.erfc, matmul, gather_mode="fill", static_shapes=True
+        "jax",
+        jnp,
+        jax.scipy.special.erfc,
+        matmul,
+        gather_mode="fill",
+        static_shapes=True,
+        int_power=int_power,
     )
 
 
