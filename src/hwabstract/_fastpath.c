@@ -624,11 +624,17 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         if (idx[i] < 0)
             return NULL;
     }
+    if (is_finalizing == NULL) { /* (Storage's compiled finalizer asks it) */
+        PyObject *sys = PyImport_ImportModule("sys");
+        if (sys == NULL)
+            return NULL;
+        is_finalizing = PyObject_GetAttrString(sys, "is_finalizing");
+        Py_DECREF(sys);
+        if (is_finalizing == NULL)
+            return NULL;
+    }
     /* the slots read and written at their offsets: every one must be a slot */
-    struct {
-        Py_ssize_t *offset;
-        PyObject *type, *name;
-    } slots[] = {
+    const SlotSpec slots[] = {
         {&o_t_storage, tt, s_storage},   {&o_t_dtype, tt, s_dtype},
         {&o_t_shape, tt, s_shape},       {&o_t_strides, tt, s_strides},
         {&o_t_offset, tt, s_offset},     {&o_t_op, tt, s_op},
@@ -640,24 +646,8 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         {&o_st_handle, strt, s_handle},  {&o_st_writes, strt, s_writes},
         {&o_st_scalars, strt, s_scalars},
     };
-    enum { NSLOTS = sizeof slots / sizeof *slots };
-    Py_ssize_t offsets[NSLOTS];
-    for (size_t i = 0; i < NSLOTS; i++) {
-        offsets[i] = slot_offset((PyTypeObject *)slots[i].type, slots[i].name);
-        if (offsets[i] < 0)
-            return NULL;
-    }
-    for (size_t i = 0; i < NSLOTS; i++)
-        *slots[i].offset = offsets[i];
-    if (is_finalizing == NULL) {
-        PyObject *sys = PyImport_ImportModule("sys");
-        if (sys == NULL)
-            return NULL;
-        is_finalizing = PyObject_GetAttrString(sys, "is_finalizing");
-        Py_DECREF(sys);
-        if (is_finalizing == NULL)
-            return NULL;
-    }
+    if (resolve_slots(slots, sizeof slots / sizeof *slots) < 0) /* (the last that can fail) */
+        return NULL;
     Py_XSETREF(device_type, (PyTypeObject *)Py_NewRef(dt));
     Py_XSETREF(stream_type, (PyTypeObject *)Py_NewRef(strt));
     Py_XSETREF(fallback, Py_NewRef(fb));

@@ -39,6 +39,62 @@ slot_offset(PyTypeObject *type, PyObject *name)
     return member->offset;
 }
 
+/* The slots a module reads and writes: where each offset goes, the class, the slot's name. */
+typedef struct {
+    Py_ssize_t *offset;
+    PyObject *type, *name;
+} SlotSpec;
+
+/* Find the offset of every slot in `specs` and store them all, or none: 0, or -1 with the
+ * exception slot_offset raised. */
+static int
+resolve_slots(const SlotSpec *specs, size_t n)
+{
+    Py_ssize_t *found = PyMem_New(Py_ssize_t, n);
+    if (found == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        found[i] = slot_offset((PyTypeObject *)specs[i].type, specs[i].name);
+        if (found[i] < 0) {
+            PyMem_Free(found);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        *specs[i].offset = found[i];
+    PyMem_Free(found);
+    return 0;
+}
+
+/* The slot at `offset` of `obj`, an object of exactly the class it was found in: borrowed;
+ * NULL with the AttributeError Python raises if the slot is unset. */
+static inline PyObject *
+slot_peek(PyObject *obj, Py_ssize_t offset, PyObject *name)
+{
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    if (value == NULL) {
+        PyObject *found = PyObject_GetAttr(obj, name); /* raises that AttributeError */
+        if (found != NULL) {
+            Py_DECREF(found);
+            PyErr_Format(PyExc_AttributeError, "%U", name);
+        }
+    }
+    return value;
+}
+
+/* The slot at `offset` of `obj` (likewise) = value; the old value is released last (it may
+ * run Python code). */
+static inline void
+slot_poke(PyObject *obj, Py_ssize_t offset, PyObject *value)
+{
+    PyObject **field = (PyObject **)((char *)obj + offset);
+    PyObject *old = *field;
+    *field = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
 /* obj.<name>: at `offset` when obj is exactly `type`, else by attribute lookup. New
  * reference, or NULL with the exception Python would raise (AttributeError if unset). */
 static inline PyObject *
@@ -52,17 +108,13 @@ slot_get(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name)
     return PyObject_GetAttr(obj, name);
 }
 
-/* obj.<name> = value, likewise; the old value is released last (it may run Python code).
- * 0, or -1 with an exception. */
+/* obj.<name> = value, likewise. 0, or -1 with an exception. */
 static inline int
 slot_set(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name,
          PyObject *value)
 {
     if (Py_TYPE(obj) == type && offset >= 0) {
-        PyObject **field = (PyObject **)((char *)obj + offset);
-        PyObject *old = *field;
-        *field = Py_NewRef(value);
-        Py_XDECREF(old);
+        slot_poke(obj, offset, value);
         return 0;
     }
     return PyObject_SetAttr(obj, name, value);

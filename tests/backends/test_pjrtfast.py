@@ -1,11 +1,12 @@
 """The PJRT backend's compiled steady state (``src/hwabstract/backends/_pjrtfast.c``).
 
-``Memory`` runs :meth:`PjrtBackend.allocate` and :meth:`PjrtBackend.free`, ``BoundCall`` the
-bound launch of :meth:`PjrtBackend.bind_launch`, for the common case; every other case goes,
-untouched, to the Python they mirror. The tests check both halves of that: the compiled
-objects give what the Python gives (values, the buffers' fields, the memory accounting,
-the errors and their messages), and each case they must not take reaches the Python (the
-Python functions handed to them are counting wrappers here).
+``Memory`` is the compiled twin of ``pjrt.PjrtMemory`` and ``synchronize`` of
+``pjrt._synchronize``: the tests run the same sequences through both and compare values,
+counts and error messages. ``BoundCall`` runs the bound launch of
+:meth:`PjrtBackend.bind_launch` for the common case and hands every other case, untouched,
+to the Python bound launch it wraps (a recording fallback here, so that a call that went
+the wrong way fails the test). A whole program is also run on a compiled and a Python
+backend and compared.
 
 Skipped where jax or the tpu plugin is not installed, and where the module is not in use,
 saying so; ``HWABSTRACT_REQUIRE_FASTPATH=1`` (``tox -e tpu``) makes its absence a failure.

@@ -1,7 +1,8 @@
 /* hwabstract.backends._pjrtfast: the PJRT backend's side of a steady-state launch, compiled.
  *
- * pjrt.py stays the definition of every behaviour; this module holds compiled twins of two
- * of its pieces, used where it is built:
+ * pjrt.py stays the definition of every behaviour; this module holds compiled twins of
+ * three of its pieces, used where it is built (after configure(buffer_type, stream_type,
+ * synchronize) gives it the classes whose __slots__ it reads: see _slots.h):
  *
  *   Memory(count, buffer_type, capacity_of, out_of_memory, already_freed)
  *       pjrt.PjrtMemory: allocate(index, nbytes), free(buffer), counts(index). The counters
@@ -15,8 +16,11 @@
  *       PjrtStream). Anything else -- another kind or size, an array on another device, a
  *       written output, a destroyed stream, arguments of another form -- goes, untouched,
  *       to the Python bound launch (`fallback`).
+ *   synchronize(stream)
+ *       pjrt._synchronize (PjrtBackend.stream_synchronize): takes the pending arrays under
+ *       the stream's lock and waits for each; what was not waited for stays pending.
  *
- * Both rely on the GIL (CPython without free threading; a free-threaded build re-enables it
+ * All rely on the GIL (CPython without free threading; a free-threaded build re-enables it
  * for this module, which declares no support for running without it).
  * docs/architecture.md, "The PJRT backend's side of a launch is compiled too", says why this
  * exists and what it measured.
@@ -38,32 +42,6 @@ static Py_ssize_t off_array = -1, off_kind, off_nbytes, off_device, off_freed, o
     off_destroyed, off_lock;
 static PyObject *py_synchronize; /* pjrt._synchronize: for a stream of another type */
 
-/* The slot at `offset` of `obj` (of a type given to configure()): borrowed; NULL with
- * Python's AttributeError if unset. */
-static inline PyObject *
-peek(PyObject *obj, Py_ssize_t offset, PyObject *name)
-{
-    PyObject *value = *(PyObject **)((char *)obj + offset);
-    if (value == NULL) {
-        PyObject *found = PyObject_GetAttr(obj, name); /* AttributeError, as Python raises */
-        if (found != NULL) {
-            Py_DECREF(found);
-            PyErr_Format(PyExc_AttributeError, "%U", name);
-        }
-    }
-    return value;
-}
-
-/* obj.<slot at offset> = value (the old value is released last: it may run Python code) */
-static inline void
-poke(PyObject *obj, Py_ssize_t offset, PyObject *value)
-{
-    PyObject **field = (PyObject **)((char *)obj + offset);
-    PyObject *old = *field;
-    *field = Py_NewRef(value);
-    Py_XDECREF(old);
-}
-
 static PyObject *
 configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
@@ -72,27 +50,16 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O:configure", names, &PyType_Type,
                                      &buffer, &PyType_Type, &stream, &synchronize))
         return NULL;
-    PyTypeObject *b = (PyTypeObject *)buffer, *st = (PyTypeObject *)stream;
-    Py_ssize_t offsets[8];
-    PyObject *fields[8][2] = {
-        {buffer, s_array}, {buffer, s_kind}, {buffer, s_nbytes}, {buffer, s_device},
-        {buffer, s_freed}, {stream, s_pending}, {stream, s_destroyed}, {stream, s_lock},
+    const SlotSpec slots[] = {
+        {&off_array, buffer, s_array},     {&off_kind, buffer, s_kind},
+        {&off_nbytes, buffer, s_nbytes},   {&off_device, buffer, s_device},
+        {&off_freed, buffer, s_freed},     {&off_pending, stream, s_pending},
+        {&off_destroyed, stream, s_destroyed}, {&off_lock, stream, s_lock},
     };
-    for (int i = 0; i < 8; i++) {
-        offsets[i] = slot_offset((PyTypeObject *)fields[i][0], fields[i][1]);
-        if (offsets[i] < 0)
-            return NULL;
-    }
-    Py_XSETREF(buffer_type, (PyTypeObject *)Py_NewRef(b));
-    Py_XSETREF(stream_type, (PyTypeObject *)Py_NewRef(st));
-    off_array = offsets[0];
-    off_kind = offsets[1];
-    off_nbytes = offsets[2];
-    off_device = offsets[3];
-    off_freed = offsets[4];
-    off_pending = offsets[5];
-    off_destroyed = offsets[6];
-    off_lock = offsets[7];
+    if (resolve_slots(slots, sizeof slots / sizeof *slots) < 0)
+        return NULL;
+    Py_XSETREF(buffer_type, (PyTypeObject *)Py_NewRef(buffer));
+    Py_XSETREF(stream_type, (PyTypeObject *)Py_NewRef(stream));
     Py_XSETREF(py_synchronize, Py_NewRef(synchronize));
     Py_RETURN_NONE;
 }
@@ -194,11 +161,11 @@ memory_allocate(Memory *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     /* PjrtBuffer.__init__, at the slots' offsets (all unset in a new object) */
-    poke(buffer, off_device, args[0]);
-    poke(buffer, off_nbytes, nbytes_obj);
-    poke(buffer, off_array, Py_None);
-    poke(buffer, off_kind, Py_None);
-    poke(buffer, off_freed, Py_False);
+    slot_poke(buffer, off_device, args[0]);
+    slot_poke(buffer, off_nbytes, nbytes_obj);
+    slot_poke(buffer, off_array, Py_None);
+    slot_poke(buffer, off_kind, Py_None);
+    slot_poke(buffer, off_freed, Py_False);
     Py_DECREF(nbytes_obj);
     /* (no Python code runs from here on: nothing can interleave with the update) */
     long long used = self->in_use[index] += nbytes;
@@ -216,7 +183,7 @@ memory_free(Memory *self, PyObject *buffer)
                      Py_TYPE(buffer)->tp_name);
         return NULL;
     }
-    PyObject *freed = peek(buffer, off_freed, s_freed);
+    PyObject *freed = slot_peek(buffer, off_freed, s_freed);
     if (freed == NULL)
         return NULL;
     int truth = PyObject_IsTrue(freed);
@@ -226,23 +193,23 @@ memory_free(Memory *self, PyObject *buffer)
         raise_made(self->already_freed, &buffer, 1);
         return NULL;
     }
-    PyObject *device = peek(buffer, off_device, s_device);
+    PyObject *device = slot_peek(buffer, off_device, s_device);
     if (device == NULL)
         return NULL;
     Py_ssize_t index = device_index(self, device);
     if (index < 0)
         return NULL;
-    PyObject *nbytes_obj = peek(buffer, off_nbytes, s_nbytes);
+    PyObject *nbytes_obj = slot_peek(buffer, off_nbytes, s_nbytes);
     if (nbytes_obj == NULL)
         return NULL;
     long long nbytes = byte_count(nbytes_obj);
     if (nbytes < 0)
         return NULL;
-    poke(buffer, off_freed, Py_True);
+    slot_poke(buffer, off_freed, Py_True);
     self->in_use[index] -= nbytes;
     self->live[index] -= 1;
     /* last: dropping the array may run Python code (its finalizers) */
-    poke(buffer, off_array, Py_None);
+    slot_poke(buffer, off_array, Py_None);
     Py_RETURN_NONE;
 }
 
@@ -353,8 +320,7 @@ typedef struct {
     vectorcallfunc vectorcall;
     PyObject *exe;        /* the jitted executable */
     PyObject *kinds;      /* tuple: each input buffer's `kind` it was traced for */
-    PyObject *sizes;      /* tuple: each input buffer's `nbytes` */
-    long long sizes_c[MAX_INPUTS]; /* the same, as C integers */
+    long long sizes[MAX_INPUTS]; /* each input buffer's `nbytes` */
     PyObject *out_dtype;  /* what the output buffer's `kind` becomes */
     PyObject *device;     /* the jax Device every input must be on, or None (one device) */
     PyObject *fallback;   /* the Python bound launch */
@@ -368,7 +334,7 @@ typedef struct {
 static int
 produced(BoundCall *self, PyObject *stream, PyObject *result)
 {
-    PyObject *pending = peek(stream, off_pending, s_pending);
+    PyObject *pending = slot_peek(stream, off_pending, s_pending);
     if (pending == NULL)
         return -1;
     if (!PyList_CheckExact(pending)) {
@@ -435,12 +401,12 @@ bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwna
     if (Py_TYPE(out) != buffer_type)
         goto python;
     {
-        PyObject *kind = peek(out, off_kind, s_kind);
+        PyObject *kind = slot_peek(out, off_kind, s_kind);
         if (kind == NULL)
             return NULL;
         if (kind != Py_None) /* a written output: Python's launch() */
             goto python;
-        PyObject *destroyed = peek(stream, off_destroyed, s_destroyed);
+        PyObject *destroyed = slot_peek(stream, off_destroyed, s_destroyed);
         if (destroyed == NULL)
             return NULL;
         if (destroyed != Py_False) /* launch() refuses it, saying so */
@@ -457,12 +423,12 @@ bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwna
                                                       : PyTuple_GET_ITEM(buffers, i);
         if (Py_TYPE(buffer) != buffer_type)
             goto slow;
-        PyObject *kind = peek(buffer, off_kind, s_kind);
+        PyObject *kind = slot_peek(buffer, off_kind, s_kind);
         if (kind == NULL)
             goto error;
         if (kind != PyTuple_GET_ITEM(self->kinds, i))
             goto slow;
-        PyObject *nbytes = peek(buffer, off_nbytes, s_nbytes);
+        PyObject *nbytes = slot_peek(buffer, off_nbytes, s_nbytes);
         if (nbytes == NULL)
             goto error;
         if (!PyLong_CheckExact(nbytes))
@@ -470,9 +436,9 @@ bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwna
         long long size = PyLong_AsLongLong(nbytes);
         if (size == -1 && PyErr_Occurred())
             goto error;
-        if (size != self->sizes_c[i])
+        if (size != self->sizes[i])
             goto slow;
-        PyObject *array = peek(buffer, off_array, s_array);
+        PyObject *array = slot_peek(buffer, off_array, s_array);
         if (array == NULL)
             goto error;
         arrays[got++] = Py_NewRef(array); /* held: the call may let other threads run */
@@ -496,8 +462,8 @@ bound_call(PyObject *self_, PyObject *const *args, size_t nargsf, PyObject *kwna
         raise_refused(self);
         return NULL;
     }
-    poke(out, off_array, result);
-    poke(out, off_kind, self->out_dtype);
+    slot_poke(out, off_array, result);
+    slot_poke(out, off_kind, self->out_dtype);
     int status = produced(self, stream, result);
     Py_DECREF(result);
     if (status < 0)
@@ -545,10 +511,9 @@ bound_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     BoundCall *self = (BoundCall *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    memcpy(self->sizes_c, sizes_c, sizeof sizes_c);
+    memcpy(self->sizes, sizes_c, sizeof sizes_c);
     self->exe = Py_NewRef(exe);
     self->kinds = Py_NewRef(kinds);
-    self->sizes = Py_NewRef(sizes);
     self->out_dtype = Py_NewRef(out_dtype);
     self->device = Py_NewRef(device);
     self->fallback = Py_NewRef(fallback);
@@ -564,7 +529,6 @@ bound_traverse(BoundCall *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->exe);
     Py_VISIT(self->kinds);
-    Py_VISIT(self->sizes);
     Py_VISIT(self->out_dtype);
     Py_VISIT(self->device);
     Py_VISIT(self->fallback);
@@ -579,7 +543,6 @@ bound_clear(BoundCall *self)
 {
     Py_CLEAR(self->exe);
     Py_CLEAR(self->kinds);
-    Py_CLEAR(self->sizes);
     Py_CLEAR(self->out_dtype);
     Py_CLEAR(self->device);
     Py_CLEAR(self->fallback);
@@ -622,7 +585,7 @@ put_back(PyObject *stream, PyObject *rest)
 {
     PyObject *exc_type, *exc_value, *exc_tb;
     PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
-    PyObject *lock = peek(stream, off_lock, s_lock), *pending = peek(stream, off_pending,
+    PyObject *lock = slot_peek(stream, off_lock, s_lock), *pending = slot_peek(stream, off_pending,
                                                                        s_pending);
     PyObject *r = lock ? PyObject_CallMethodNoArgs(lock, s_acquire) : NULL;
     if (r != NULL) {
@@ -647,7 +610,7 @@ synchronize(PyObject *Py_UNUSED(module), PyObject *stream)
     if (Py_TYPE(stream) != stream_type) /* (a subclass, say): the Python definition */
         return PyObject_CallOneArg(py_synchronize, stream);
     /* PjrtStream.take(): the pending arrays, removed under the lock */
-    PyObject *lock = peek(stream, off_lock, s_lock);
+    PyObject *lock = slot_peek(stream, off_lock, s_lock);
     if (lock == NULL)
         return NULL;
     Py_INCREF(lock);
@@ -657,7 +620,7 @@ synchronize(PyObject *Py_UNUSED(module), PyObject *stream)
         return NULL;
     }
     Py_DECREF(r);
-    PyObject *pending = peek(stream, off_pending, s_pending), *taken = NULL;
+    PyObject *pending = slot_peek(stream, off_pending, s_pending), *taken = NULL;
     if (pending != NULL && !PyList_CheckExact(pending))
         PyErr_SetString(PyExc_TypeError, "a PJRT stream's pending list is not a list");
     else if (pending != NULL) {
