@@ -29,7 +29,7 @@ from hwabstract.backends.pjrt import PjrtBackend
 from hwabstract.backends.pjrt_profiles import ChipProfile
 from hwabstract.conformance.numerics import sample, special_values
 from hwabstract.dtypes import DType
-from hwabstract.kernels import KernelSpec, all_specs
+from hwabstract.kernels import KernelSpec, all_specs, get_spec
 
 #: the categories of the kernels checked here (linalg without matmul, which the table's
 #: elementwise-style tests cover)
@@ -412,3 +412,19 @@ class EveryDtypeStandin(PjrtBackend):
     environment: ClassVar[dict[str, str]] = PjrtBackend.environment_for(
         "HWABSTRACT_TEST_PJRT", "all", ["all"]
     )
+
+
+def integer_pow_case(dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``pow`` on integers: bases, exponents over the dtype's range (around 63-65 too: JAX's
+    ``power`` multiplies for the low 6 bits of an exponent only) and the reference's
+    wrapped results."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    bases = np.array([v for v in (0, 1, -1, 2, 3, -7, 101) if info.min <= v <= info.max], dtype)
+    exponents = rng.integers(max(info.min, -3), min(info.max, 2**31 - 1), 512, dtype=dtype)
+    exponents[:6] = [0, 1, 2, 63, 64, 65]  # around the 6-bit edge
+    a = np.repeat(bases, exponents.size)
+    b = np.tile(exponents, bases.size)
+    with np.errstate(all="ignore"):
+        expected = get_spec("pow").reference(a, b)
+    return a, b, expected

@@ -254,7 +254,7 @@ def _unary_float(names: tuple[str, ...]) -> Builder:
                 return x
             if magnitude and _kind(x) == "c":  # |z| is real
                 return fn(x).astype(_COMPONENT[x.dtype])
-            return fn(_wide(x)).astype(x.dtype)
+            return _cast(fn(_wide(x)), x.dtype)
 
         return run
 
@@ -300,12 +300,12 @@ def _sign(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
         kind = _kind(x)
         if kind == "c":
             mag = abs_(x)
-            return where(mag == 0, 0, x / where(mag == 0, 1, mag)).astype(x.dtype)
+            return _cast(where(mag == 0, 0, x / where(mag == 0, 1, mag)), x.dtype)
         if kind in "biu":
             return sign(x)
         w = _wide(x)
         # +0.0 for zeros of either sign, NaN for NaN, as NumPy's float32 sign
-        return where(w > 0, 1.0, where(w < 0, -1.0, where(w == 0, 0.0, w))).astype(x.dtype)
+        return _cast(where(w > 0, 1.0, where(w < 0, -1.0, where(w == 0, 0.0, w))), x.dtype)
 
     return run
 
@@ -342,7 +342,7 @@ def _pow(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
         if kind == "i":
             odd = (b % 2) != 0
             inverse = where((a == -one) & odd, -one, where(a == -one, one, inverse))
-        return where(negative, inverse, result).astype(a.dtype)
+        return _cast(where(negative, inverse, result), a.dtype)
 
     return run
 
@@ -524,7 +524,7 @@ def _gelu(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
             y = w / (1.0 + exp(-2.0 * inner))
         else:
             y = 0.5 * w * erfc(-w / math.sqrt(2.0))
-        return where(w == -math.inf, -0.0, y).astype(x.dtype)
+        return _cast(where(w == -math.inf, -0.0, y), x.dtype)
 
     return run
 
@@ -534,7 +534,7 @@ def _silu(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
 
     def run(x: Any) -> Any:
         c = _wide(x)
-        return where(c == -math.inf, -0.0, c / (1.0 + exp(-c))).astype(x.dtype)
+        return _cast(where(c == -math.inf, -0.0, c / (1.0 + exp(-c))), x.dtype)
 
     return run
 
@@ -544,7 +544,7 @@ def _relu(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
 
     def run(x: Any) -> Any:
         zero = zeros((), x.dtype)
-        return where(x < zero, zero, x).astype(x.dtype)  # NaN and -0.0 kept, as the spec says
+        return _cast(where(x < zero, zero, x), x.dtype)  # NaN and -0.0 kept, as the spec says
 
     return run
 
@@ -555,7 +555,7 @@ def _matmul(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
     def run(a: Any, b: Any) -> Any:
         kind = _kind(a)
         if kind in "fc":
-            return floating(a, b).astype(a.dtype)
+            return _cast(floating(a, b), a.dtype)
         # Accumulated in 32 bits, or 64 for 64-bit inputs: cast back to the inputs' dtype,
         # the sum is the same modulo its width either way, and JAX without x64 has no
         # 64-bit integers (asking for them warns and truncates).
@@ -563,7 +563,7 @@ def _matmul(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
             wide = np.int64 if kind == "i" else np.uint64
         else:
             wide = np.int32 if kind == "i" else np.uint32
-        return integer(a.astype(wide), b.astype(wide)).astype(a.dtype)
+        return _cast(integer(a.astype(wide), b.astype(wide)), a.dtype)
 
     return run
 
@@ -802,7 +802,7 @@ def _cholesky(ns: _Namespace, attrs: Mapping[str, Any]) -> Fn:
 
     def run(x: Any) -> Any:
         lower = cholesky(hermitian(_wide(x)))
-        return (conj(swapaxes(lower, -1, -2)) if upper else lower).astype(x.dtype)
+        return _cast((conj(swapaxes(lower, -1, -2)) if upper else lower), x.dtype)
 
     return run
 
@@ -936,7 +936,7 @@ _ERFC = np.frompyfunc(math.erfc, 1, 1)
 def _numpy_erfc(x: Any) -> Any:
     """erfc without SciPy: each element through :func:`math.erfc` (in double precision,
     then rounded to ``x``'s dtype). Slow, but exact enough to test against."""
-    return np.asarray(_ERFC(x)).astype(x.dtype)
+    return _cast(np.asarray(_ERFC(x)), x.dtype)
 
 
 @functools.cache

@@ -958,6 +958,16 @@ def memcpyAsync(dst: int, src: int, size: int, kind: int, stream: int) -> None:
     _gpu.memcpy_calls += 1
 
 
+def memsetAsync(ptr: int, value: int, size: int, stream: int) -> None:
+    _gpu.check(_gpu.current_device())
+    _gpu.stream_at(stream)
+    if size == 0:
+        return
+    if _gpu.find(ptr, size) is None:
+        raise CUDARuntimeError(1)  # cudaErrorInvalidValue
+    ctypes.memset(ptr, value, size)
+
+
 def memcpy(dst: int, src: int, size: int, kind: int) -> None:
     memcpyAsync(dst, src, size, kind, 0)
 
@@ -1583,7 +1593,8 @@ class Function:
         for a in args:
             if isinstance(a, ndarray):
                 _launch_check((a,))
-            elif not isinstance(a, (np.generic, int, float, complex)):
+            elif not isinstance(a, (np.generic, int, float, complex, MemoryPointer)):
+                # (CuPy 12 and later pass a MemoryPointer as its address)
                 raise TypeError(f"Unsupported type {type(a)}")
         _gpu.launches.append(
             {"name": self.name, "grid": grid, "block": block, "args": tuple(args),
@@ -1593,6 +1604,96 @@ class Function:
         if emulate is not None:
             with np.errstate(all="ignore"):
                 emulate(grid, block, args, shared_mem)
+
+
+# -- cuBLAS (cupy.cuda.cublas: the binding, column-major like cuBLAS itself) ---------------------
+
+CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
+CUBLAS_POINTER_MODE_HOST, CUBLAS_POINTER_MODE_DEVICE = 0, 1
+
+
+class CUBLASError(RuntimeError):
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"CUBLAS_STATUS_{status}")
+
+
+class _CublasHandle:
+    __slots__ = ("device", "pointer_mode", "stream")
+
+    def __init__(self, device: int) -> None:
+        self.device, self.stream, self.pointer_mode = device, 0, CUBLAS_POINTER_MODE_HOST
+
+
+def get_cublas_handle() -> int:
+    """The current device's handle (CuPy keeps one per thread and device)."""
+    device = _gpu.current_device()
+    handles = _gpu.__dict__.setdefault("cublas_handles", {})
+    handle = handles.get(device)
+    if handle is None:
+        handle = handles[device] = _gpu.next_id()
+        _gpu.__dict__.setdefault("cublas_state", {})[handle] = _CublasHandle(device)
+    return int(handle)
+
+
+def _handle(handle: int) -> _CublasHandle:
+    state = _gpu.__dict__.get("cublas_state", {}).get(handle)
+    if state is None:
+        raise CUBLASError(7)  # CUBLAS_STATUS_INVALID_VALUE
+    return state
+
+
+def setStream(handle: int, stream: int) -> None:
+    _handle(handle).stream = stream
+
+
+def setPointerMode(handle: int, mode: int) -> None:
+    _handle(handle).pointer_mode = mode
+
+
+def getPointerMode(handle: int) -> int:
+    return _handle(handle).pointer_mode
+
+
+def _column_major(ptr: int, dtype: Any, rows: int, cols: int, ld: int) -> np.ndarray:
+    """The ``rows`` x ``cols`` column-major matrix at ``ptr`` (leading dimension ``ld``), a
+    view of the fake's memory (all ``ld * cols`` elements must be there)."""
+    nbytes = ld * cols * dtype.itemsize
+    alloc = _gpu.find(ptr, nbytes)
+    if alloc is None:
+        raise CUBLASError(14)  # CUBLAS_STATUS_EXECUTION_FAILED (an illegal address)
+    start = ptr - alloc.start
+    return alloc.host[start : start + nbytes].view(dtype).reshape(cols, ld).T[:rows]
+
+
+def _gemm(dtype: Any, name: str) -> Callable[..., None]:
+    dtype = np.dtype(dtype)
+
+    def gemm(handle: int, transa: int, transb: int, m: int, n: int, k: int, alpha: int,
+             A: int, lda: int, B: int, ldb: int, beta: int, C: int, ldc: int) -> None:  # fmt: skip
+        h = _handle(handle)
+        if h.device != _gpu.current_device():
+            raise CUBLASError(7)
+        _gpu.check(h.device)
+        if h.pointer_mode != CUBLAS_POINTER_MODE_HOST:
+            raise FakeCupyError("the fake reads alpha and beta from host memory only")
+        if transa != CUBLAS_OP_N or transb != CUBLAS_OP_N or lda < m or ldb < k or ldc < m:
+            raise CUBLASError(7)
+        a = _column_major(A, dtype, m, k, lda)
+        b = _column_major(B, dtype, k, n, ldb)
+        c = _column_major(C, dtype, m, n, ldc)
+        scale = np.frombuffer(ctypes.string_at(alpha, dtype.itemsize), dtype)[0]
+        keep = np.frombuffer(ctypes.string_at(beta, dtype.itemsize), dtype)[0]
+        result = scale * (a @ b) + (keep * c if keep else 0)
+        _gpu.launches.append({"name": f"cublas.{name}", "args": (m, n, k), "stream":
+                              _gpu.stream_at(h.stream), "device": h.device})  # fmt: skip
+        with np.errstate(all="ignore"):
+            c[...] = result.astype(dtype)
+
+    return gemm
+
+
+sgemm, dgemm = _gemm(np.float32, "sgemm"), _gemm(np.float64, "dgemm")
 
 
 # -- cupyx.scipy.special.erfc ----------------------------------------------------------------------
@@ -1749,6 +1850,7 @@ def _build() -> dict[str, types.ModuleType]:
     runtime_names = [
         "CUDARuntimeError", "runtimeGetVersion", "driverGetVersion", "getDeviceCount",
         "getDevice", "setDevice", "getDeviceProperties", "memGetInfo", "memcpyAsync", "memcpy",
+        "memsetAsync",
         "memcpyPeerAsync", "memcpyPeer", "deviceSynchronize", "memcpyHostToHost",
         "memcpyHostToDevice", "memcpyDeviceToHost", "memcpyDeviceToDevice", "memcpyDefault",
         "streamLegacy", "streamPerThread", "errorMemoryAllocation", "errorInvalidValue",
@@ -1771,11 +1873,22 @@ def _build() -> dict[str, types.ModuleType]:
         ExternalStream=ExternalStream, get_current_stream=get_current_stream,
         get_elapsed_time=get_elapsed_time,
     )  # fmt: skip
-    device = _module("cupy.cuda.device", "fake devices", Device=Device, get_device_id=get_device_id)
+    device = _module(
+        "cupy.cuda.device", "fake devices", Device=Device, get_device_id=get_device_id,
+        get_cublas_handle=get_cublas_handle,
+    )  # fmt: skip
+    cublas = _module(
+        "cupy.cuda.cublas", "fake cuBLAS binding (NumPy's numbers)",
+        CUBLASError=CUBLASError, CUBLAS_OP_N=CUBLAS_OP_N, CUBLAS_OP_T=CUBLAS_OP_T,
+        CUBLAS_POINTER_MODE_HOST=CUBLAS_POINTER_MODE_HOST,
+        CUBLAS_POINTER_MODE_DEVICE=CUBLAS_POINTER_MODE_DEVICE, setStream=setStream,
+        setPointerMode=setPointerMode, getPointerMode=getPointerMode, sgemm=sgemm, dgemm=dgemm,
+    )  # fmt: skip
     cuda = _module(
         "cupy.cuda", "fake cupy.cuda (a test double: no CUDA)",
         runtime=runtime, driver=driver, memory=memory, function=function, stream=stream,
-        device=device, Device=Device, Stream=Stream, Event=Event, ExternalStream=ExternalStream,
+        device=device, cublas=cublas, Device=Device, Stream=Stream, Event=Event,
+        ExternalStream=ExternalStream,
         MemoryPointer=MemoryPointer, MemoryPool=MemoryPool, Memory=Memory,
         UnownedMemory=UnownedMemory, get_current_stream=get_current_stream,
         get_elapsed_time=get_elapsed_time, get_device_id=get_device_id, alloc=alloc,
@@ -1799,8 +1912,8 @@ def _build() -> dict[str, types.ModuleType]:
     )
     scipy = _module("cupyx.scipy", "fake cupyx.scipy", special=special)
     cupyx = _module("cupyx", "fake cupyx", scipy=scipy)
-    mods = [cupy, cuda, runtime, driver, memory, function, stream, device, cupyx, scipy, special,
-            linalg, fft]  # fmt: skip
+    mods = [cupy, cuda, runtime, driver, memory, function, stream, device, cublas, cupyx, scipy,
+            special, linalg, fft]  # fmt: skip
     return {m.__name__: m for m in mods}
 
 

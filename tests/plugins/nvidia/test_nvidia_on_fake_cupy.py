@@ -34,6 +34,7 @@ from hwabstract.backend import Feature, Operand
 from hwabstract.dtypes import DType
 from hwabstract.errors import (
     DeviceError,
+    DeviceLostError,
     DLPackError,
     KernelError,
     OutOfMemoryError,
@@ -1051,11 +1052,16 @@ def test_custom_kernel_misuse_is_refused(gpu: fake_cupy.FakeGpu, axpy: CudaKerne
 # -- the conformance suite -------------------------------------------------------------------------
 
 _BOOT = """
+import os
 import sys
 sys.path.insert(0, sys.argv[1])
 import fake_cupy
 fake_cupy.reset()
 fake_cupy.install()
+import direct_emulation
+from hwabstract_nvidia import compiler
+compiler.compile_cuda = direct_emulation.install(fake_cupy.gpu())
+os.environ["HWABSTRACT_NVIDIA_DIRECT"] = "all"
 import pytest
 sys.exit(pytest.main(sys.argv[2:]))
 """
@@ -1093,3 +1099,265 @@ def test_the_conformance_suite_on_the_fake(tmp_path: Path) -> None:
     assert not failed, [t["id"] for t in failed]
     assert totals["passed"] > 4000
     assert all(report["areas"][a]["failed"] == 0 for a in report["areas"])
+
+
+# -- direct launches -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def direct_gpu(
+    nvidia: Callable[..., fake_cupy.FakeGpu], monkeypatch: pytest.MonkeyPatch
+) -> fake_cupy.FakeGpu:
+    """Two fake GPUs whose direct kernels, all of them (HWABSTRACT_NVIDIA_DIRECT=all),
+    "compile" and run (tests/plugins/nvidia/direct_emulation.py)."""
+    import direct_emulation
+    from hwabstract_nvidia import compiler
+
+    gpu = nvidia(env={"HWABSTRACT_NVIDIA_DIRECT": "all"})
+    monkeypatch.setattr(compiler, "compile_cuda", direct_emulation.install(gpu))
+    return gpu
+
+
+def _direct_launches(gpu: fake_cupy.FakeGpu) -> list[str]:
+    return [launch["name"] for launch in gpu.launches if launch["name"].startswith("hwa_")]
+
+
+_DIRECT_CASES = [
+    (kernel, dtype)
+    for kernel in ("add", "subtract", "multiply", "divide")
+    for dtype in ("float32", "float64", "int8", "int32", "int64", "uint8", "uint16", "uint64")
+    if kernel != "divide" or dtype.startswith("float")
+]
+
+
+@pytest.mark.parametrize(("kernel", "dtype"), _DIRECT_CASES)
+@pytest.mark.parametrize("device", ["nvidia:0", "nvidia:1"])
+def test_direct_launches_compute_the_kernel_first_and_bound(
+    direct_gpu: fake_cupy.FakeGpu, kernel: str, dtype: str, device: str
+) -> None:
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype) if dtype[0] in "iu" else None
+    if info is not None:  # the whole range, so that the integer kernels wrap
+        a, b = (rng.integers(info.min, info.max, 1000, dtype=dtype, endpoint=True) for _ in "ab")
+    else:
+        a, b = (rng.standard_normal(1000).astype(dtype) for _ in "ab")
+    x, y = hw.asarray(a, device=device), hw.asarray(b, device=device)
+    fn = getattr(hw, kernel)
+    with np.errstate(all="ignore"):
+        expected = get_spec(kernel).reference(a, b)
+    for _ in range(3):  # the first launch, then the bound one
+        np.testing.assert_array_equal(fn(x, y).numpy(), expected)
+    assert _direct_launches(direct_gpu) == [f"hwa_{kernel}_{dtype}"] * 3
+    assert all(launch["device"] == int(device[-1]) for launch in direct_gpu.launches)
+    assert x.device._impl.direct_status == "on"
+
+
+def test_a_python_scalar_and_offsets_take_the_direct_kernel(
+    direct_gpu: fake_cupy.FakeGpu,
+) -> None:
+    a = _data((1030,))
+    x = hw.asarray(a, device="nvidia:0")
+    for _ in range(3):
+        np.testing.assert_array_equal(hw.multiply(x, 2.5).numpy(), a * np.float32(2.5))
+        np.testing.assert_array_equal(hw.add(3.0, x[5:]).numpy(), 3 + a[5:])
+        np.testing.assert_array_equal(hw.subtract(x[7:], x[:-7]).numpy(), a[7:] - a[:-7])
+    names = _direct_launches(direct_gpu)
+    assert names.count("hwa_multiply_float32") == 3 and names.count("hwa_add_float32") == 3
+    assert names.count("hwa_subtract_float32") == 3
+    multiplies = [
+        launch for launch in direct_gpu.launches if launch["name"] == "hwa_multiply_float32"
+    ]
+    steps = {(int(launch["args"][1]), int(launch["args"][3])) for launch in multiplies}
+    assert steps == {(1, 0)}
+
+
+def test_other_layouts_and_dtypes_keep_cupys_path(direct_gpu: fake_cupy.FakeGpu) -> None:
+    a = _data((64,))
+    x = hw.asarray(a, device="nvidia:0")
+    r = hw.asarray(_data((8, 8)), device="nvidia:0")
+    h = x.astype(hw.float16)
+    cases = [
+        (lambda: hw.add(x[::2], x[1::2]), a[::2] + a[1::2]),  # strided
+        (lambda: hw.add(r, hw.asarray(a[:8], device="nvidia:0")), _data((8, 8)) + a[:8]),  # bcast
+        (lambda: hw.add(h, h), (a + a).astype(np.float16)),  # float16: CuPy's rounding
+        (lambda: hw.maximum(x, x), a),  # not a direct kernel
+    ]
+    for run, expected in cases:
+        for _ in range(2):
+            np.testing.assert_allclose(run().numpy(), expected, rtol=1e-6)
+    assert _direct_launches(direct_gpu) == []
+
+
+def test_direct_launches_can_be_turned_off(
+    nvidia: Callable[..., fake_cupy.FakeGpu], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import direct_emulation
+    from hwabstract_nvidia import compiler
+
+    gpu = nvidia(env={"HWABSTRACT_NVIDIA_DIRECT": "0"})
+    monkeypatch.setattr(compiler, "compile_cuda", direct_emulation.install(gpu))
+    x = hw.asarray(_data((100,)), device="nvidia:0")
+    for _ in range(3):
+        np.testing.assert_array_equal(hw.add(x, x).numpy(), 2 * _data((100,)))
+    assert _direct_launches(gpu) == []
+    assert x.device._impl.direct_status == "off: HWABSTRACT_NVIDIA_DIRECT=0"
+
+
+def test_a_direct_kernel_that_does_not_compile_leaves_cupys_path(
+    direct_gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hwabstract_nvidia import compiler
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise KernelError("NVRTC failed: out of resources")
+
+    monkeypatch.setattr(compiler, "compile_cuda", broken)
+    x = hw.asarray(_data((100,)), device="nvidia:0")
+    for _ in range(3):
+        np.testing.assert_array_equal(hw.add(x, x).numpy(), 2 * _data((100,)))
+    assert _direct_launches(direct_gpu) == []
+    status = x.device._impl.direct_status
+    assert status.startswith("off: kernel hwa_add_float32 could not be compiled or loaded")
+    assert "NVRTC failed: out of resources" in status
+
+
+def test_a_refused_direct_launch_is_run_by_cupys_path(
+    direct_gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launch CUDA refuses (a thread without the device's context current, say) queues
+    nothing; CuPy's path runs it, or raises the error CuPy's launch raises."""
+    x = hw.asarray(_data((100,)), device="nvidia:0")
+    np.testing.assert_array_equal(hw.add(x, x).numpy(), 2 * _data((100,)))
+    refused: list[str] = []
+    real_call = fake_cupy.Function.__call__
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        if self.name.startswith("hwa_"):
+            refused.append(self.name)
+            raise fake_cupy.CUDADriverError(201)  # CUDA_ERROR_INVALID_CONTEXT
+        real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(fake_cupy.Function, "__call__", refuse)
+    for _ in range(2):
+        np.testing.assert_array_equal(hw.add(x, x).numpy(), 2 * _data((100,)))
+    assert refused == ["hwa_add_float32"] * 2
+    direct_gpu.fail(0, 700)  # a sticky error: CuPy's path says so
+    with pytest.raises(DeviceLostError, match="sticky"):
+        hw.add(x, x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_sum_and_softmax(direct_gpu: fake_cupy.FakeGpu, dtype: str) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((300, 70)).astype(dtype)
+    a[7, 3] = np.nan  # (that row is NaN throughout, as the reference's)
+    x = hw.asarray(a, device="nvidia:1")
+    s = x.device.create_stream()
+    for _ in range(3):  # the first launch, then the bound one
+        np.testing.assert_allclose(hw.sum(x[8:]).numpy(), a[8:].sum(dtype=np.float64), rtol=1e-5)
+        got = hw.softmax(x, axis=-1, stream=s).numpy()
+        np.testing.assert_allclose(got, get_spec("softmax").reference(a, axis=1), rtol=1e-6)
+        assert np.isnan(got[7]).all() and not np.isnan(np.delete(got, 7, axis=0)).any()
+    names = _direct_launches(direct_gpu)
+    assert names.count(f"hwa_sum_{dtype}") == 3 and names.count(f"hwa_softmax_{dtype}") == 3
+    (launch,) = [
+        launch for launch in direct_gpu.launches if launch["name"] == f"hwa_softmax_{dtype}"
+    ][:1]
+    assert [int(v) for v in launch["args"][2:]] == [300, 70]  # rows, row length
+    assert launch["stream"] is s.handle.cuda
+    # one scratch area per stream that summed, made once
+    sums = [launch for launch in direct_gpu.launches if launch["name"] == f"hwa_sum_{dtype}"]
+    assert len({launch["args"][3].ptr for launch in sums}) == 1
+
+
+def test_direct_reductions_leave_other_shapes_to_cupy(direct_gpu: fake_cupy.FakeGpu) -> None:
+    a = _data((6, 5))
+    x = hw.asarray(a, device="nvidia:0")
+    for _ in range(2):
+        np.testing.assert_allclose(hw.sum(x, axis=0).numpy(), a.sum(axis=0))  # one axis
+        np.testing.assert_allclose(hw.sum(x.T).numpy(), a.sum())  # not contiguous
+        np.testing.assert_array_equal(hw.sum(x.astype(hw.int32)).numpy(), a.sum())  # ints
+        expected = get_spec("softmax").reference(a, axis=0)
+        np.testing.assert_allclose(hw.softmax(x, axis=0).numpy(), expected, rtol=1e-6)
+    assert _direct_launches(direct_gpu) == []
+
+
+def test_a_sum_of_negative_zeros_is_positive_zero_as_numpys(
+    direct_gpu: fake_cupy.FakeGpu,
+) -> None:
+    """(The emulation sums with NumPy, so this checks the plan takes the case and the
+    kernel's identity is NumPy's, +0.0; the GPU test checks the bits.)"""
+    from hwabstract_nvidia import direct
+
+    a = np.full(10, -0.0, np.float32)
+    x = hw.asarray(a, device="nvidia:0")
+    expected = get_spec("sum").reference(a, axes=(0,), keepdims=False, dtype=hw.float32)
+    assert np.signbit(hw.sum(x).numpy()) == np.signbit(expected)
+    assert _direct_launches(direct_gpu) == ["hwa_sum_float32"]
+    assert "acc = 0;" in direct.source("sum", "float32")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("device", ["nvidia:0", "nvidia:1"])
+def test_direct_matmul_calls_cublas_on_the_stream(
+    direct_gpu: fake_cupy.FakeGpu, dtype: str, device: str
+) -> None:
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((33, 17)).astype(dtype), rng.standard_normal((17, 5)).astype(dtype)
+    x, y = hw.asarray(a, device=device), hw.asarray(b, device=device)
+    s = x.device.create_stream()
+    for _ in range(3):  # the first launch, then the bound one
+        np.testing.assert_allclose(hw.matmul(x, y, stream=s).numpy(), a @ b, rtol=1e-5)
+        np.testing.assert_allclose(hw.matmul(x[1:], y).numpy(), a[1:] @ b, rtol=1e-5)  # offset
+    gemms = [launch for launch in direct_gpu.launches if launch["name"].startswith("cublas.")]
+    name = "cublas.sgemm" if dtype == "float32" else "cublas.dgemm"
+    assert [launch["name"] for launch in gemms] == [name] * 6
+    assert gemms[0]["args"] == (5, 33, 17)  # column-major: C^T (5 x 33) = B^T A^T
+    assert gemms[0]["stream"] is s.handle.cuda and gemms[0]["device"] == int(device[-1])
+
+
+def test_matmuls_cublas_does_not_take_keep_cupys_path(direct_gpu: fake_cupy.FakeGpu) -> None:
+    a = _data((4, 6, 5))
+    x = hw.asarray(a, device="nvidia:0")
+    y = hw.asarray(_data((5, 3)), device="nvidia:0")
+    for _ in range(2):
+        np.testing.assert_allclose(hw.matmul(x, y).numpy(), a @ _data((5, 3)))  # batched
+        np.testing.assert_allclose(hw.matmul(x[0].T, x[0]).numpy(), a[0].T @ a[0])  # strided
+        i = hw.asarray(_data((6, 5), np.int32), device="nvidia:0")
+        np.testing.assert_array_equal(hw.matmul(i, i.T).numpy(), _data((6, 5)) @ _data((6, 5)).T)
+    assert [launch for launch in direct_gpu.launches if launch["name"].startswith("cublas.")] == []
+
+
+def test_without_cublas_only_matmul_leaves_the_direct_path(
+    direct_gpu: fake_cupy.FakeGpu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(cp.cuda, "cublas")
+    monkeypatch.setitem(sys.modules, "cupy_backends.cuda.libs.cublas", None)  # (unimportable)
+    a = _data((8, 8))
+    x = hw.asarray(a, device="nvidia:0")
+    for _ in range(2):
+        np.testing.assert_allclose(hw.matmul(x, x).numpy(), a @ a)
+        np.testing.assert_array_equal(hw.add(x, x).numpy(), a + a)
+    impl = x.device._impl
+    assert impl.direct_status == "on" and impl.direct_blas_status.startswith("off: cuBLAS")
+    assert _direct_launches(direct_gpu) == ["hwa_add_float32"] * 2
+
+
+def test_unverified_direct_kernels_run_only_when_asked(
+    nvidia: Callable[..., fake_cupy.FakeGpu], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """softmax and matmul (direct.UNVERIFIED) keep CuPy's path unless
+    HWABSTRACT_NVIDIA_DIRECT=all; the verified kernels take the direct one by default."""
+    import direct_emulation
+    from hwabstract_nvidia import compiler, direct
+
+    gpu = nvidia()
+    monkeypatch.setattr(compiler, "compile_cuda", direct_emulation.install(gpu))
+    a = _data((8, 8))
+    x = hw.asarray(a, device="nvidia:0")
+    for _ in range(2):
+        hw.softmax(x, axis=-1), hw.matmul(x, x), hw.sum(x), hw.add(x, x)
+    names = {launch["name"] for launch in gpu.launches}
+    assert names == {"hwa_sum_float32", "hwa_add_float32"}
+    assert x.device._impl.direct_kernels == direct.VERIFIED
+    assert not direct.VERIFIED & direct.UNVERIFIED

@@ -197,6 +197,23 @@ def test_compiles_to_ptx_without_a_gpu(nvrtc: Path) -> None:
     assert ".entry axpy" in module.text and ".target sm_90" in module.text
 
 
+def test_every_direct_kernel_compiles_with_nvrtc(nvrtc: Path) -> None:
+    """The backend's own elementwise kernels (hwabstract_nvidia.direct): each compiles
+    without warnings; integer ones wrap in unsigned arithmetic (no signed overflow, which
+    C leaves undefined)."""
+    from hwabstract_nvidia import direct
+
+    names = [(k, d) for k in direct.BINARY for d in direct.C_TYPES if direct.supported(k, d)]
+    assert len(names) == 32
+    for kernel, dtype in names:
+        module = compile_cuda(direct.source(kernel, dtype), arch="compute_90")
+        assert f".entry {direct.kernel_name(kernel, dtype)}(" in module.text, (kernel, dtype)
+        assert module.log.strip() == "", module.log
+    assert "(unsigned int)x * (unsigned int)y" in direct.source("multiply", "int16")
+    with pytest.raises(ValueError, match="no direct kernel for divide on int32"):
+        direct.source("divide", "int32")
+
+
 def test_compiles_to_cubin_for_an_h100(nvrtc: Path) -> None:
     module = compile_cuda(AXPY, arch="sm_90")
     assert module.kind == "cubin" and module.image[:4] == b"\x7fELF"

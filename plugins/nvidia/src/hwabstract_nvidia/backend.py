@@ -69,6 +69,7 @@ from hwabstract.errors import (
     StreamError,
 )
 
+from . import direct
 from .profiles import profile_for
 
 __all__ = [
@@ -177,14 +178,16 @@ class NvidiaBuffer:
 
 
 class NvidiaStream:
-    """A CUDA stream of one device."""
+    """A CUDA stream of one device; ``scratch``: its scratch area for direct reductions
+    (see :meth:`NvidiaBackend._scratch`), made on first use."""
 
-    __slots__ = ("__weakref__", "cuda", "destroyed", "device")
+    __slots__ = ("__weakref__", "cuda", "destroyed", "device", "scratch")
 
     def __init__(self, device: int, cuda: Any) -> None:
         self.device = device
         self.cuda = cuda
         self.destroyed = False
+        self.scratch: tuple[Any, Any] | None = None
 
 
 class NvidiaEvent:
@@ -233,6 +236,8 @@ class NvidiaBackend(Backend):
     environment: ClassVar[Mapping[str, str]] = {
         "HWABSTRACT_NVIDIA_MEMORY": "cap each GPU's capacity for hwabstract (default: all)",
         "HWABSTRACT_NVRTC_CACHE": "where compiled CUDA C++ kernels are cached ('off': none)",
+        "HWABSTRACT_NVIDIA_DIRECT": "0: no direct launches of the backend's own kernels "
+        "(CuPy runs every kernel); all: the ones not yet checked on a GPU too",
         "CUDA_VISIBLE_DEVICES": "CUDA's own: which GPUs the process sees",
     }
 
@@ -248,6 +253,15 @@ class NvidiaBackend(Backend):
         #: CuPy's CUDA errors: the runtime API's, and the driver API's (CuPy launches its
         #: kernels with cuLaunchKernel, so a kernel launch fails with CUDADriverError)
         self._cuda_errors: tuple[type[BaseException], ...] = ()
+        self._direct_errors: tuple[type[BaseException], ...] = ()
+        #: (kernel name, device) -> the loaded direct kernel (see :mod:`.direct`)
+        self._direct: dict[tuple[str, int], Any] = {}
+        #: whether direct launches are on, and why not where they are off
+        self.direct_status = "on"
+        #: the same for direct matmul (through cuBLAS)
+        self.direct_blas_status = "on"
+        #: the kernels launched directly where their layouts allow (HWABSTRACT_NVIDIA_DIRECT)
+        self.direct_kernels: frozenset[str] = direct.VERIFIED
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -293,8 +307,17 @@ class NvidiaBackend(Backend):
                 ) from None
         self._cp = cupy
         self._cuda_errors = (runtime.CUDARuntimeError, cupy.cuda.driver.CUDADriverError)
+        # what a direct launch that CUDA or cuBLAS refuses raises (it then takes CuPy's path)
+        cublas_error = getattr(getattr(cupy.cuda, "cublas", None), "CUBLASError", None)
+        self._direct_errors = self._cuda_errors + ((cublas_error,) if cublas_error else ())
         self._pool = cupy.get_default_memory_pool()
         self._module = cupy_module()
+        choice = os.environ.get("HWABSTRACT_NVIDIA_DIRECT", "").strip().lower()
+        if choice in ("0", "off", "no"):
+            self.direct_status = "off: HWABSTRACT_NVIDIA_DIRECT=0"
+            self.direct_kernels = frozenset()
+        elif choice == "all":
+            self.direct_kernels = direct.VERIFIED | direct.UNVERIFIED
         for index in range(runtime.getDeviceCount()):
             props = dict(runtime.getDeviceProperties(index))
             total = int(props["totalGlobalMem"])
@@ -537,6 +560,7 @@ class NvidiaBackend(Backend):
         # stream: destroy_stream runs from a finalizer, where nothing could catch it.
         with contextlib.suppress(*self._cuda_errors):
             stream.cuda.synchronize()  # (fences of pending frees may sit on it)
+        stream.scratch = None  # (nothing queued on it can still read it)
         self._release_unfenced(stream)
 
     def _live(self, stream: NvidiaStream) -> NvidiaStream:
@@ -774,6 +798,12 @@ class NvidiaBackend(Backend):
     ) -> None:
         s = self._live(stream)
         self._uses(s, *(op.buffer for op in outputs), *(op.buffer for op in inputs))
+        p = self._direct_plan(kernel, inputs, outputs, attributes)
+        if p is not None:
+            fn = self._direct_kernel(p, s.device)
+            buffers = [op.buffer for op in inputs]
+            if fn is not None and self._launch_direct(s, p, fn, buffers, outputs[0].buffer):
+                return
         ins = [self.view(op) for op in inputs]
         targets = [self.view(op) for op in outputs]
         uf = self._direct_ufunc(kernel, inputs, outputs, attributes)
@@ -781,9 +811,10 @@ class NvidiaBackend(Backend):
 
     def bind_launch(self, kernel: str, inputs: Sequence[Operand], outputs: Sequence[Operand],
                     attributes: Mapping[str, Any]) -> BoundLaunch | None:  # fmt: skip
-        """:meth:`launch` with what the layouts decide looked up once -- CuPy's ufunc or the
-        kernel function, and each operand's view key; per call, the buffers' views (cached
-        per buffer, as :meth:`view` caches them) and the stream bookkeeping of launch."""
+        """:meth:`launch` with what the layouts decide looked up once -- the direct kernel
+        (:mod:`.direct`), else CuPy's ufunc or the kernel function, and each operand's view
+        key; per call, the buffers' views (cached per buffer, as :meth:`view` caches them)
+        and the stream bookkeeping of launch."""
         uf = self._direct_ufunc(kernel, inputs, outputs, attributes)
         # (launch() just built it: found in the cache)
         fn = None if uf is not None else self._function(kernel, attributes)
@@ -800,7 +831,129 @@ class NvidiaBackend(Backend):
             targets = [view(b, op, key) for b, (op, key) in zip(out_buffers, out_keys)]
             this._execute(s, kernel, inputs, ins, targets, uf, fn, attributes)
 
+        p = self._direct_plan(kernel, inputs, outputs, attributes)
+        device = outputs[0].buffer.device if outputs else 0
+        kfn = self._direct_kernel(p, device) if p is not None else None
+        if p is None or kfn is None:
+            return bound
+        return self._bind_direct(p, kfn, device, bound)
+
+    def _bind_direct(self, p: direct.Plan, fn: Any, device: int,
+                     fallback: BoundLaunch) -> BoundLaunch:  # fmt: skip
+        """A bound direct launch of ``fn`` by plan ``p``: the stream bookkeeping of launch,
+        then the kernel on the buffers' pointers. A freed buffer, another device's stream,
+        or a launch CUDA refuses is handed to ``fallback`` (CuPy's path, whose errors are
+        the ones to raise)."""
+        grid, block, args, needs_scratch = p.grid, p.block, p.args, p.scratch
+        single = len(self._states) == 1
+        errors = self._direct_errors
+        scratch_of = self._scratch
+
+        def bound(stream: NvidiaStream, buffers: Sequence[NvidiaBuffer],
+                  out_buffers: Sequence[NvidiaBuffer]) -> None:  # fmt: skip
+            if stream.destroyed:
+                raise StreamError("the stream was destroyed; create a new one")
+            (out,) = out_buffers
+            if out.freed or stream.device != device:
+                return fallback(stream, buffers, out_buffers)
+            for buf in buffers:
+                if buf.freed:
+                    return fallback(stream, buffers, out_buffers)
+            for buf in (out, *buffers):
+                used = buf.streams
+                if stream not in used:
+                    used.append(stream)
+            try:
+                scratch = scratch_of(stream) if needs_scratch else None
+                if single:
+                    fn(grid, block, args(buffers, out, scratch), shared_mem=0, stream=stream.cuda)
+                else:
+                    with self._cp.cuda.Device(device):
+                        fn(grid, block, args(buffers, out, scratch), shared_mem=0,
+                           stream=stream.cuda)  # fmt: skip
+            except errors:
+                return fallback(stream, buffers, out_buffers)
+            return None
+
         return bound
+
+    def _direct_on(self) -> bool:
+        return self.direct_status == "on"
+
+    def _direct_plan(self, kernel: str, inputs: Sequence[Operand], outputs: Sequence[Operand],
+                     attributes: Mapping[str, Any]) -> direct.Plan | None:  # fmt: skip
+        if kernel not in self.direct_kernels or not self._direct_on():
+            return None
+        return direct.plan(kernel, inputs, outputs, attributes)
+
+    def _direct_kernel(self, p: direct.Plan, index: int) -> Any:
+        """The loaded direct kernel of plan ``p`` on device ``index``, compiled (NVRTC,
+        cached) and loaded on first use; None, with direct launches turned off and
+        :attr:`direct_status` saying why, where that fails."""
+        key = (p.name, index)
+        fn = self._direct.get(key)
+        if fn is not None or not self._direct_on():
+            return fn
+        from .compiler import compile_cuda
+
+        cp = self._cp
+        if p.kernel in direct.BLAS:  # (cuBLAS missing turns off direct matmul only)
+            if self.direct_blas_status != "on":
+                return None
+            try:
+                fn = direct.Gemm(cp, p.dtype)
+            except (ImportError, AttributeError) as exc:
+                self.direct_blas_status = f"off: cuBLAS is not reachable through CuPy ({exc})"
+                return None
+            self._direct[key] = fn
+            return fn
+        major, minor = self.compute_capability(index)
+        refused: tuple[type[BaseException], ...] = (KernelError, *self._cuda_errors)
+        try:
+            module = compile_cuda(direct.source(p.kernel, p.dtype), arch=f"sm_{major}{minor}",
+                                  filename=f"{p.name}.cu")  # fmt: skip
+            with cp.cuda.Device(index):
+                loaded = cp.cuda.function.Module()
+                loaded.load(module.image)
+                fn = loaded.get_function(p.name)
+        except refused as exc:
+            self.direct_status = (
+                f"off: kernel {p.name} could not be compiled or loaded on nvidia:{index} "
+                f"({type(exc).__name__}: {exc}); CuPy's ufuncs run every kernel"
+            )
+            return None
+        self._direct[key] = fn
+        return fn
+
+    def _scratch(self, stream: NvidiaStream) -> tuple[Any, Any]:
+        """``stream``'s scratch area for direct reductions (``direct.SCRATCH_BYTES`` from
+        the pool, its count zeroed on the stream), made on first use and kept as long as
+        the stream: (the partial sums, the count of blocks done). Kernels on one stream run
+        one after another, so they never share it; it is not counted in the device's
+        memory statistics, like CuPy's own temporaries."""
+        scratch = stream.scratch
+        if scratch is None:
+            cp = self._cp
+            with self._on(stream.device):
+                mem = self._pool.malloc(direct.SCRATCH_BYTES)
+                done = mem + direct.SUM_BLOCKS * 8
+                cp.cuda.runtime.memsetAsync(done.ptr, 0, 8, stream.cuda.ptr)
+            scratch = stream.scratch = (mem, done)
+        return scratch
+
+    def _launch_direct(self, s: NvidiaStream, p: direct.Plan, fn: Any,
+                       buffers: Sequence[NvidiaBuffer], out: NvidiaBuffer) -> bool:  # fmt: skip
+        """Queue the direct kernel on ``s``; False (nothing queued) where a buffer was freed
+        or CUDA refused the launch: CuPy's path then runs it, or raises what it raises."""
+        if out.freed or any(buf.freed for buf in buffers):
+            return False
+        try:
+            with self._on(s.device):
+                scratch = self._scratch(s) if p.scratch else None
+                fn(p.grid, p.block, p.args(buffers, out, scratch), shared_mem=0, stream=s.cuda)
+        except self._direct_errors:
+            return False
+        return True
 
     def _bound_view(self, buf: NvidiaBuffer, op: Operand, key: tuple[Any, ...]) -> Any:
         """:meth:`view` of ``op``'s layout over ``buf``, found by the key a bound launch
@@ -842,7 +995,7 @@ class NvidiaBackend(Backend):
                     # a kernel with several outputs (slogdet, qr, eigh, svd) returns a tuple
                     results = result if isinstance(result, tuple) else (result,)
                     for target, value in zip(targets, results):
-                        target[...] = value
+                        self._store(s, target, value)
         except self._cuda_errors as exc:
             raise self._cuda_error(exc, f"kernel {kernel!r}", s.device) from exc
         except (TypeError, ValueError, IndexError, NotImplementedError) as exc:
@@ -851,6 +1004,28 @@ class NvidiaBackend(Backend):
                 f"{[str(op.dtype) for op in inputs]}: {exc}",
                 vendor_message=f"{type(exc).__name__}: {exc}",
             ) from exc
+
+    def _store(self, s: NvidiaStream, target: Any, value: Any) -> None:
+        """Write a kernel function's result into its output view: one ``cudaMemcpyAsync``
+        where both are C-contiguous arrays of one dtype and shape in separate memory (no
+        copy kernel to launch), else CuPy's assignment (casts, broadcasts, overlaps)."""
+        cp = self._cp
+        if (
+            type(value) is cp.ndarray
+            and value.dtype == target.dtype
+            and value.shape == target.shape
+            and target.nbytes
+            and value.flags.c_contiguous
+            and target.flags.c_contiguous
+        ):
+            dst, src, nbytes = target.data.ptr, value.data.ptr, target.nbytes
+            if dst == src:
+                return
+            if dst + nbytes <= src or src + nbytes <= dst:
+                runtime = cp.cuda.runtime
+                runtime.memcpyAsync(dst, src, nbytes, runtime.memcpyDeviceToDevice, s.cuda.ptr)
+                return
+        target[...] = value
 
     # -- DLPack ----------------------------------------------------------------------------------
 
