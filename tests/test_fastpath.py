@@ -375,6 +375,42 @@ def test_a_cached_scalar_is_found_by_the_compiled_launch(
 
 
 @compiled
+def test_the_streams_last_scalar_is_found_by_the_value_object(
+    device: hw.Device, scalar_calls: list[Any]
+) -> None:
+    """A constant in a loop -- the same object -- is found in the stream's memo of its last
+    scalar (no key to build, no LRU order to keep), even once the cache no longer holds it;
+    an equal value that is another object goes through the cache, whose hits refresh the
+    memo; clearing the caches forgets it."""
+    a = np.array([1.0, -2.0, 3.0], np.float32)
+    x = hw.asarray(a, device=device)
+    half = 0.5
+    _warm(lambda: hw.multiply(x, half))
+    stream = device.default_stream
+    assert stream._last_scalar is not None and stream._last_scalar[1] is half
+    tensor = stream._last_scalar[2]
+    assert stream._scalars is not None
+    stream._scalars.clear()  # (the cache forgets it; the memo does not)
+    scalar_calls.clear()
+    for _ in range(3):
+        np.testing.assert_array_equal(hw.multiply(x, half).numpy(), a * 0.5)
+    assert scalar_calls == [] and stream._last_scalar[2] is tensor
+    other = float("0.5")
+    assert other == half and other is not half
+    np.testing.assert_array_equal(hw.multiply(x, other).numpy(), a * 0.5)
+    assert scalar_calls == [other]  # (not in the cache any more: made again)
+    hw.multiply(x, 4.0)
+    again = float("0.5")
+    hw.multiply(x, again)  # a cache hit in the compiled launch: the memo follows it
+    assert stream._last_scalar[1] is again and scalar_calls == [other, 4.0]
+    # the Python side reads the same memo
+    found = dispatch.scalar_tensor(device, again, hw.float32, stream)
+    assert found is stream._last_scalar[2] and scalar_calls[-1] is again
+    dispatch.clear_scalar_caches(stream)
+    assert stream._last_scalar is None and not stream._scalars
+
+
+@compiled
 def test_scalars_that_compare_equal_are_told_apart(
     device: hw.Device, scalar_calls: list[Any]
 ) -> None:

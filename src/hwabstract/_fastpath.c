@@ -34,7 +34,7 @@ static Py_ssize_t i_scalar_dtypes, i_out_dtype, i_result_shape, i_result_strides
 static PyObject *s_storage, *s_dtype, *s_shape, *s_strides, *s_offset, *s_op, *s_device,
     *s_buffer, *s_last_stream, *s_written, *s_synced, *s_nbytes, *s_writes, *s_handle,
     *s_default_stream, *s_plans, *s_impl, *s_index, *s_allocate, *s_free, *s_stacks, *s_out,
-    *s_stream, *s_scalars, *s_move_to_end;
+    *s_stream, *s_scalars, *s_last_scalar, *s_move_to_end;
 static PyObject *empty_tuple, *zero, *one;
 static PyTypeObject *device_type, *stream_type; /* hwabstract.Device, hwabstract.Stream */
 static PyObject *is_finalizing;                 /* sys.is_finalizing */
@@ -46,7 +46,8 @@ static Py_ssize_t o_t_storage = -1, o_t_dtype = -1, o_t_shape = -1, o_t_strides 
 static Py_ssize_t o_s_buffer = -1, o_s_device = -1, o_s_nbytes = -1, o_s_last_stream = -1,
                   o_s_written = -1, o_s_synced = -1;
 static Py_ssize_t o_d_impl = -1, o_d_index = -1, o_d_plans = -1, o_d_default_stream = -1;
-static Py_ssize_t o_st_handle = -1, o_st_writes = -1, o_st_scalars = -1;
+static Py_ssize_t o_st_handle = -1, o_st_writes = -1, o_st_scalars = -1,
+                  o_st_last_scalar = -1;
 
 #define TENSOR_GET(obj, field) slot_get(obj, tensor_type, o_t_##field, s_##field)
 #define STORAGE_GET(obj, field) slot_get(obj, storage_type, o_s_##field, s_##field)
@@ -144,6 +145,18 @@ cached_scalar(PyObject *stream, PyObject *value, PyObject *dtype)
     if (type != &PyFloat_Type && type != &PyLong_Type && type != &PyBool_Type
         && type != &PyComplex_Type)
         return NULL;
+    /* the stream's last scalar (dispatch.scalar_tensor's memo): the same value object in
+     * the same dtype is the same tensor, with no key to build and no LRU order to keep */
+    PyObject *memo = STREAM_GET(stream, last_scalar);
+    if (memo == NULL)
+        return NULL;
+    if (PyTuple_CheckExact(memo) && PyTuple_GET_SIZE(memo) == 3
+        && PyTuple_GET_ITEM(memo, 0) == dtype && PyTuple_GET_ITEM(memo, 1) == value) {
+        PyObject *hit = Py_NewRef(PyTuple_GET_ITEM(memo, 2));
+        Py_DECREF(memo);
+        return hit;
+    }
+    Py_DECREF(memo);
     PyObject *cache = STREAM_GET(stream, scalars);
     if (cache == NULL)
         return NULL;
@@ -172,6 +185,13 @@ cached_scalar(PyObject *stream, PyObject *value, PyObject *dtype)
     if (r == NULL)
         Py_CLEAR(tensor);
     Py_XDECREF(r);
+    if (tensor != NULL) { /* the memo, as scalar_tensor sets it */
+        PyObject *last = PyTuple_Pack(3, dtype, value, tensor);
+        if (last == NULL || slot_set(stream, stream_type, o_st_last_scalar, s_last_scalar,
+                                     last) < 0)
+            Py_CLEAR(tensor);
+        Py_XDECREF(last);
+    }
 done:
     Py_DECREF(cache);
     Py_XDECREF(repr);
@@ -644,7 +664,7 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         {&o_d_impl, dt, s_impl},         {&o_d_index, dt, s_index},
         {&o_d_plans, dt, s_plans},       {&o_d_default_stream, dt, s_default_stream},
         {&o_st_handle, strt, s_handle},  {&o_st_writes, strt, s_writes},
-        {&o_st_scalars, strt, s_scalars},
+        {&o_st_scalars, strt, s_scalars}, {&o_st_last_scalar, strt, s_last_scalar},
     };
     if (resolve_slots(slots, sizeof slots / sizeof *slots) < 0) /* (the last that can fail) */
         return NULL;
@@ -736,6 +756,7 @@ PyInit__fastpath(void)
     INTERN(s_out, "out");
     INTERN(s_stream, "stream");
     INTERN(s_scalars, "_scalars");
+    INTERN(s_last_scalar, "_last_scalar");
     INTERN(s_move_to_end, "move_to_end");
     if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;

@@ -97,7 +97,13 @@ def scalar_key(value: Any, dtype: DType) -> tuple[Any, ...]:
 
 def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> Tensor:
     """A 0-d tensor holding ``value``, cached per stream (so its upload is ordered before
-    every use on that stream)."""
+    every use on that stream). The stream also remembers the last one asked for, by the
+    value object itself (``Stream._last_scalar``): the same object in the same dtype again
+    -- a constant in a loop -- is found without a key or the LRU's bookkeeping."""
+    last = stream._last_scalar
+    if last is not None and last[0] is dtype and last[1] is value:
+        return last[2]
+    original = value
     if isinstance(value, np.generic):
         value = value.item()
     dt.check_scalar_fits(value, dtype)
@@ -108,6 +114,7 @@ def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> T
     cached = cache.get(key)
     if cached is not None:
         cache.move_to_end(key)
+        stream._last_scalar = (dtype, original, cached)
         return cached
     host = _scalar_host(value, dtype)
     tensor = allocate(device, (), dtype)
@@ -118,14 +125,17 @@ def scalar_tensor(device: Device, value: Any, dtype: DType, stream: Stream) -> T
     cache[key] = tensor
     if len(cache) > _SCALAR_CACHE_SIZE:
         cache.popitem(last=False)
+    stream._last_scalar = (dtype, original, tensor)
     return tensor
 
 
 def clear_scalar_caches(stream: Stream | None = None) -> None:
     """Drop the cached scalar tensors of ``stream`` (of every stream if None): what tests
     and conformance do to see memory come back to its baseline."""
-    caches = [_SCALAR_CACHE.get(stream)] if stream is not None else list(_SCALAR_CACHE.values())
-    for cache in caches:
+    streams = [stream] if stream is not None else list(_SCALAR_CACHE)
+    for s in streams:
+        s._last_scalar = None
+        cache = _SCALAR_CACHE.get(s)
         if cache is not None:
             cache.clear()
 

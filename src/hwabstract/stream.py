@@ -98,6 +98,7 @@ class Stream:
         "_finalizer",
         "_finished",
         "_handle",
+        "_last_scalar",
         "_scalars",
         "_writes",
         "device",
@@ -111,6 +112,8 @@ class Stream:
         self._finished = 0
         #: this stream's cache of 0-d tensors for Python scalars (dispatch.scalar_tensor)
         self._scalars: OrderedDict[tuple[Any, ...], Any] | None = None
+        #: the last of them asked for: (dtype, the value object, the tensor)
+        self._last_scalar: tuple[Any, Any, Any] | None = None
         self.device = device
         self._handle = handle
         self.is_default = is_default

@@ -933,11 +933,10 @@ class NvidiaBackend(Backend):
         memory statistics, like CuPy's own temporaries."""
         scratch = stream.scratch
         if scratch is None:
-            cp = self._cp
+            mem = self._malloc(stream.device, direct.SCRATCH_BYTES)  # (OOM mapped to ours)
+            done = mem + direct.SUM_BLOCKS * 8
             with self._on(stream.device):
-                mem = self._pool.malloc(direct.SCRATCH_BYTES)
-                done = mem + direct.SUM_BLOCKS * 8
-                cp.cuda.runtime.memsetAsync(done.ptr, 0, 8, stream.cuda.ptr)
+                self._cp.cuda.runtime.memsetAsync(done.ptr, 0, 8, stream.cuda.ptr)
             scratch = stream.scratch = (mem, done)
         return scratch
 
