@@ -194,6 +194,7 @@ def test_device_info_describes_the_gpu(gpu: fake_cupy.FakeGpu) -> None:
     assert info.extra["pci_bus_id"] == "0000:32:00"
     assert info.extra["profile"] == "NVIDIA H100 SXM"  # matched by the name, not "PCIe"
     assert info.extra["hbm_bandwidth_GBps"] == "3350"
+    assert info.extra["direct_kernels"] == "add, divide, multiply, subtract, sum"
     assert hw.device("nvidia:0")._impl.compute_capability(0) == (9, 0)
 
 
@@ -1201,6 +1202,7 @@ def test_direct_launches_can_be_turned_off(
         np.testing.assert_array_equal(hw.add(x, x).numpy(), 2 * _data((100,)))
     assert _direct_launches(gpu) == []
     assert x.device._impl.direct_status == "off: HWABSTRACT_NVIDIA_DIRECT=0"
+    assert x.device.info.extra["direct_kernels"] == "none (HWABSTRACT_NVIDIA_DIRECT=0)"
 
 
 def test_a_direct_kernel_that_does_not_compile_leaves_cupys_path(

@@ -349,6 +349,10 @@ class NvidiaBackend(Backend):
             "cuda_runtime": _cuda_version(runtime.runtimeGetVersion()),
             "pci_bus_id": f"{props.get('pciDomainID', 0):04x}:{props.get('pciBusID', 0):02x}:"
             f"{props.get('pciDeviceID', 0):02x}",
+            # the kernels launched as the backend's own where their layouts allow
+            # (HWABSTRACT_NVIDIA_DIRECT; docs/backends/nvidia.md, "Direct launches")
+            "direct_kernels": ", ".join(sorted(self.direct_kernels))
+            or "none (HWABSTRACT_NVIDIA_DIRECT=0)",
         }
         profile = profile_for(gpu)
         if profile is not None:
