@@ -15,7 +15,8 @@ the sizes as its arguments -- no view, no stream context, no CuPy dispatch:
   wrapping for integers (computed in unsigned arithmetic, where C defines it);
 * ``sum`` of a whole C-contiguous float32 or float64 tensor in its own dtype: one kernel,
   each block's partial sum in a per-stream scratch area, the last block to finish adding
-  the partials in block order (deterministic: the same input gives the same bits);
+  the partials in block order (deterministic: the same input gives the same bits).
+
 Not yet checked on a GPU, so run only with ``HWABSTRACT_NVIDIA_DIRECT=all`` (see
 ``UNVERIFIED``):
 
@@ -25,7 +26,7 @@ Not yet checked on a GPU, so run only with ``HWABSTRACT_NVIDIA_DIRECT=all`` (see
 * ``matmul`` of two C-contiguous float32 or float64 matrices (2-D, no batch): cuBLAS's
   ``sgemm``/``dgemm`` called on the buffers' pointers (row-major ``C = A @ B`` is
   column-major ``C^T = B^T A^T``), on the stream, with the handle's math mode as CuPy
-  leaves it (full FP32: no TF32 unless CuPy was told to allow it).
+  leaves it (the GPU test checks the products against a full-FP32 error bound).
 
 Each (kernel, dtype) is compiled once per GPU architecture with NVRTC (cached in memory and
 on disk by :func:`~hwabstract_nvidia.compiler.compile_cuda`) and loaded once per device.
@@ -76,8 +77,9 @@ C_TYPES: Mapping[str, tuple[str, str | None]] = {
 REDUCING = ("sum", "softmax")
 #: the kernels cuBLAS runs (nothing to compile), floats only
 BLAS = ("matmul",)
-#: the direct kernels on by default: those checked on a GPU (an H200: the conformance
-#: suite, and tests/plugins/nvidia/test_nvidia_gpu.py bit for bit or against float64)
+#: the direct kernels on by default: those checked on a GPU (an H200: the GPU tests of
+#: tests/plugins/nvidia/test_nvidia_gpu.py, bit for bit or against the exact sum; the
+#: elementwise ones through the whole conformance suite too)
 VERIFIED = frozenset({"add", "subtract", "multiply", "divide", "sum"})
 #: the direct kernels run only with HWABSTRACT_NVIDIA_DIRECT=all: tested on the fake CuPy
 #: and (their CUDA C) compiled by NVRTC and run on the CPU, not yet checked on a GPU
@@ -99,8 +101,8 @@ def kernel_name(kernel: str, dtype: str) -> str:
 
 
 def supported(kernel: str, dtype: str) -> bool:
-    """Whether a direct kernel exists for ``kernel`` on ``dtype`` (divide, sum, softmax:
-    floats only)."""
+    """Whether a direct kernel exists for ``kernel`` on ``dtype`` (divide, sum, softmax,
+    matmul: floats only)."""
     if dtype not in C_TYPES or (kernel not in BINARY and kernel not in REDUCING + BLAS):
         return False
     return kernel in ("add", "subtract", "multiply") or C_TYPES[dtype][1] is None
