@@ -15,7 +15,7 @@ Options::
     --hwabstract-plugin MODULE      load a plugin that is not installed (a module name or a
                                     path to a .py file); repeatable
     --hwabstract-progress           one line per area as it finishes (the CLI's view)
-    --hwabstract-shard I/N          run only the I-th of N contiguous slices of the suite
+    --hwabstract-shard I/N          run only the I-th of N slices of the suite (shard_of)
                                     (``hwabstract conformance --jobs N`` runs N of them)
 """
 
@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--hwabstract-shard",
         metavar="I/N",
         type=_shard,
-        help="run only the I-th (from 0) of N contiguous slices of the collected suite",
+        help="run only the I-th (from 0) of N slices of the collected suite (each slice "
+        "a set of short runs of neighbouring tests, dealt round-robin)",
     )
+
+
+#: each slice of ``--hwabstract-shard`` gets about this many runs of neighbouring tests
+RUNS_PER_SLICE = 32
+
+
+def shard_of(index: int, total: int, slices: int) -> int:
+    """The slice (of ``slices``) that runs test ``index`` of ``total``: the suite is cut
+    into runs of neighbouring tests (about RUNS_PER_SLICE per slice), dealt round-robin.
+    Neighbours share kernels and dtypes, so a backend's compiled-code caches still serve
+    a run; dealing the runs spreads the suite's slow stretches (a GPU compiling each
+    reduction on first use, property-based tests) over every slice instead of leaving them
+    to the last one or two."""
+    run = max(1, -(-total // (slices * RUNS_PER_SLICE)))
+    return (index // run) % slices
+
+
+def suite_order(parts: Sequence[Sequence[Any]]) -> list[Any] | None:
+    """The tests of slices ``parts`` (in slice order, each in its own run order) back in
+    the suite's order; None where the counts do not fit the dealing (a slice crashed)."""
+    slices = len(parts)
+    total = sum(len(p) for p in parts)
+    expected = [0] * slices
+    for index in range(total):
+        expected[shard_of(index, total, slices)] += 1
+    if expected != [len(p) for p in parts]:
+        return None
+    taken = [0] * slices
+    ordered = []
+    for index in range(total):
+        k = shard_of(index, total, slices)
+        ordered.append(parts[k][taken[k]])
+        taken[k] += 1
+    return ordered
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -255,11 +291,10 @@ def pytest_collection_modifyitems(
         items.sort(key=lambda item: rank.get(area_of(item), len(rank)))
         shard = config.getoption("hwabstract_shard")
         if shard is not None:
-            # contiguous slices, so neighbouring tests (which share kernels and dtypes, and
-            # so a backend's compiled-code caches) stay in one process; the slices of
-            # 0..N-1 concatenated are the whole run in order
+            # runs of neighbouring tests dealt round-robin (shard_of); suite_order puts the
+            # slices' tests back in order
             i, n = shard
-            keep = items[i * len(items) // n : (i + 1) * len(items) // n]
+            keep = [it for k, it in enumerate(items) if shard_of(k, len(items), n) == i]
             kept = {id(item) for item in keep}
             config.hook.pytest_deselected(items=[it for it in items if id(it) not in kept])
             items[:] = keep

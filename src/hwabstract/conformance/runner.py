@@ -295,10 +295,11 @@ def _certify_in_shards(
     jobs: int,
     quiet: bool,
 ) -> dict[str, Any]:
-    """``--jobs N``: N pytest processes at once, each running one contiguous slice of the
-    suite (``--hwabstract-shard I/N``), their reports merged into one. Every test makes its
-    own tensors, so this changes how long the run takes, not what it certifies; each
-    process is still isolated from the command."""
+    """``--jobs N``: N pytest processes at once, each running one slice of the suite
+    (``--hwabstract-shard I/N``: runs of neighbouring tests dealt round-robin, so that the
+    slow stretches are shared), their reports merged into one, in the suite's order.
+    Every test makes its own tensors, so this changes how long the run takes, not what it
+    certifies; each process is still isolated from the command."""
     started = time.perf_counter()
     children = []
     for i in range(jobs):
@@ -326,6 +327,14 @@ def _certify_in_shards(
                 f"{len(part['tests'])} tests, done after {took:.1f} s",
                 flush=True,
             )
+    from .plugin import suite_order
+
+    # the tests back in the suite's order, each slice keeping its count (and so its status)
+    ordered = suite_order([p["tests"] for p in parts])
+    if ordered is not None:
+        at = 0
+        for p in parts:
+            p["tests"], at = ordered[at : at + len(p["tests"])], at + len(p["tests"])
     report = merge_reports(parts, time.perf_counter() - started)
     write_reports(report, out)
     return report
