@@ -243,6 +243,8 @@ class FakeGpu:
         self.pool = MemoryPool()
         self.kernels: dict[str, Callable[..., None]] = {}
         self.launches: list[dict[str, Any]] = []
+        #: cuBLAS handles (cupy.cuda.device.get_cublas_handle): handle -> its state
+        self.cublas: dict[int, Any] = {}
         self.malloc_calls = 0
         self.memcpy_calls = 0
         self.peer_copies: list[tuple[int, int, int]] = []
@@ -1628,16 +1630,16 @@ class _CublasHandle:
 def get_cublas_handle() -> int:
     """The current device's handle (CuPy keeps one per thread and device)."""
     device = _gpu.current_device()
-    handles = _gpu.__dict__.setdefault("cublas_handles", {})
-    handle = handles.get(device)
-    if handle is None:
-        handle = handles[device] = _gpu.next_id()
-        _gpu.__dict__.setdefault("cublas_state", {})[handle] = _CublasHandle(device)
-    return int(handle)
+    for handle, state in _gpu.cublas.items():
+        if state.device == device:
+            return handle
+    handle = _gpu.next_id()
+    _gpu.cublas[handle] = _CublasHandle(device)
+    return handle
 
 
 def _handle(handle: int) -> _CublasHandle:
-    state = _gpu.__dict__.get("cublas_state", {}).get(handle)
+    state = _gpu.cublas.get(handle)
     if state is None:
         raise CUBLASError(7)  # CUBLAS_STATUS_INVALID_VALUE
     return state

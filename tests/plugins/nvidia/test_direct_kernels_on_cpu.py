@@ -91,6 +91,12 @@ def test_sum_adds_every_block_once_and_resets_its_count(build: Any, dtype: str) 
         out = np.zeros(1, dtype)
         run(3, 256, (np.array(values * 400, dtype), np.int64(800), out, partials, done))
         np.testing.assert_array_equal(out[0], np.array(expected, dtype))
+    # negative zeros sum to +0.0, as NumPy's (whose reduction starts from +0.0)
+    zeros = np.full(600, -0.0, dtype)
+    out = np.full(1, np.nan, dtype)
+    run(3, 256, (zeros, np.int64(600), out, partials, done))
+    reference = get_spec("sum").reference(zeros, axes=(0,), keepdims=False, dtype=dtype)
+    assert out[0] == 0 and np.signbit(out[0]) == np.signbit(reference)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1284,21 +1284,6 @@ def test_direct_reductions_leave_other_shapes_to_cupy(direct_gpu: fake_cupy.Fake
     assert _direct_launches(direct_gpu) == []
 
 
-def test_a_sum_of_negative_zeros_is_positive_zero_as_numpys(
-    direct_gpu: fake_cupy.FakeGpu,
-) -> None:
-    """(The emulation sums with NumPy, so this checks the plan takes the case and the
-    kernel's identity is NumPy's, +0.0; the GPU test checks the bits.)"""
-    from hwabstract_nvidia import direct
-
-    a = np.full(10, -0.0, np.float32)
-    x = hw.asarray(a, device="nvidia:0")
-    expected = get_spec("sum").reference(a, axes=(0,), keepdims=False, dtype=hw.float32)
-    assert np.signbit(hw.sum(x).numpy()) == np.signbit(expected)
-    assert _direct_launches(direct_gpu) == ["hwa_sum_float32"]
-    assert "acc = 0;" in direct.source("sum", "float32")
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("device", ["nvidia:0", "nvidia:1"])
 def test_direct_matmul_calls_cublas_on_the_stream(

@@ -203,8 +203,9 @@ def test_every_direct_kernel_compiles_with_nvrtc(nvrtc: Path) -> None:
     C leaves undefined)."""
     from hwabstract_nvidia import direct
 
-    names = [(k, d) for k in direct.BINARY for d in direct.C_TYPES if direct.supported(k, d)]
-    assert len(names) == 32
+    kernels = (*direct.BINARY, *direct.REDUCING)
+    names = [(k, d) for k in kernels for d in direct.C_TYPES if direct.supported(k, d)]
+    assert len(names) == 36  # (32 elementwise; sum and softmax in float32 and float64)
     for kernel, dtype in names:
         module = compile_cuda(direct.source(kernel, dtype), arch="compute_90")
         assert f".entry {direct.kernel_name(kernel, dtype)}(" in module.text, (kernel, dtype)

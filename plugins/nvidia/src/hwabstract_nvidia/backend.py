@@ -256,12 +256,13 @@ class NvidiaBackend(Backend):
         self._direct_errors: tuple[type[BaseException], ...] = ()
         #: (kernel name, device) -> the loaded direct kernel (see :mod:`.direct`)
         self._direct: dict[tuple[str, int], Any] = {}
-        #: whether direct launches are on, and why not where they are off
-        self.direct_status = "on"
-        #: the same for direct matmul (through cuBLAS)
-        self.direct_blas_status = "on"
-        #: the kernels launched directly where their layouts allow (HWABSTRACT_NVIDIA_DIRECT)
+        #: the kernels launched directly where their layouts allow: HWABSTRACT_NVIDIA_DIRECT's
+        #: choice, less those that could not be built (the two statuses say why)
         self.direct_kernels: frozenset[str] = direct.VERIFIED
+        #: "on", or why direct launches are off
+        self.direct_status = "on"
+        #: "on", or why direct matmul (through cuBLAS) is off
+        self.direct_blas_status = "on"
 
     # -- discovery ---------------------------------------------------------------------------
 
@@ -801,13 +802,28 @@ class NvidiaBackend(Backend):
         attributes: Mapping[str, Any],
     ) -> None:
         s = self._live(stream)
-        self._uses(s, *(op.buffer for op in outputs), *(op.buffer for op in inputs))
         p = self._direct_plan(kernel, inputs, outputs, attributes)
-        if p is not None:
-            fn = self._direct_kernel(p, s.device)
-            buffers = [op.buffer for op in inputs]
-            if fn is not None and self._launch_direct(s, p, fn, buffers, outputs[0].buffer):
-                return
+        fn = self._direct_kernel(p, s.device) if p is not None else None
+        if p is not None and fn is not None:
+
+            def cupy_path(stream: NvidiaStream, buffers: Any, out_buffers: Any) -> None:
+                self._launch_cupy(s, kernel, inputs, outputs, attributes)
+
+            direct_launch = self._bind_direct(p, fn, s.device, cupy_path)
+            direct_launch(s, [op.buffer for op in inputs], [op.buffer for op in outputs])
+            return
+        self._launch_cupy(s, kernel, inputs, outputs, attributes)
+
+    def _launch_cupy(
+        self,
+        s: NvidiaStream,
+        kernel: str,
+        inputs: Sequence[Operand],
+        outputs: Sequence[Operand],
+        attributes: Mapping[str, Any],
+    ) -> None:
+        """:meth:`launch` through CuPy: its ufunc or the kernel function, on views."""
+        self._uses(s, *(op.buffer for op in outputs), *(op.buffer for op in inputs))
         ins = [self.view(op) for op in inputs]
         targets = [self.view(op) for op in outputs]
         uf = self._direct_ufunc(kernel, inputs, outputs, attributes)
@@ -836,17 +852,18 @@ class NvidiaBackend(Backend):
             this._execute(s, kernel, inputs, ins, targets, uf, fn, attributes)
 
         p = self._direct_plan(kernel, inputs, outputs, attributes)
-        device = outputs[0].buffer.device if outputs else 0
-        kfn = self._direct_kernel(p, device) if p is not None else None
-        if p is None or kfn is None:
+        if p is None:
             return bound
-        return self._bind_direct(p, kfn, device, bound)
+        device = outputs[0].buffer.device
+        kfn = self._direct_kernel(p, device)
+        return bound if kfn is None else self._bind_direct(p, kfn, device, bound)
 
     def _bind_direct(self, p: direct.Plan, fn: Any, device: int,
                      fallback: BoundLaunch) -> BoundLaunch:  # fmt: skip
-        """A bound direct launch of ``fn`` by plan ``p``: the stream bookkeeping of launch,
-        then the kernel on the buffers' pointers. A freed buffer, another device's stream,
-        or a launch CUDA refuses is handed to ``fallback`` (CuPy's path, whose errors are
+        """A direct launch of ``fn`` by plan ``p`` (what :meth:`launch` calls once and
+        :meth:`bind_launch` returns): the stream bookkeeping of launch, then the kernel on
+        the buffers' pointers. A freed buffer, another device's stream, or a launch CUDA
+        refuses (nothing queued) is handed to ``fallback`` (CuPy's path, whose errors are
         the ones to raise)."""
         grid, block, args, needs_scratch = p.grid, p.block, p.args, p.scratch
         single = len(self._states) == 1
@@ -881,33 +898,30 @@ class NvidiaBackend(Backend):
 
         return bound
 
-    def _direct_on(self) -> bool:
-        return self.direct_status == "on"
-
     def _direct_plan(self, kernel: str, inputs: Sequence[Operand], outputs: Sequence[Operand],
                      attributes: Mapping[str, Any]) -> direct.Plan | None:  # fmt: skip
-        if kernel not in self.direct_kernels or not self._direct_on():
+        if kernel not in self.direct_kernels:
             return None
         return direct.plan(kernel, inputs, outputs, attributes)
 
     def _direct_kernel(self, p: direct.Plan, index: int) -> Any:
         """The loaded direct kernel of plan ``p`` on device ``index``, compiled (NVRTC,
-        cached) and loaded on first use; None, with direct launches turned off and
-        :attr:`direct_status` saying why, where that fails."""
+        cached) and loaded on first use; None where that fails, with the kernels it turns
+        off taken out of :attr:`direct_kernels` (all of them; only matmul where cuBLAS is
+        missing) and the status saying why."""
         key = (p.name, index)
         fn = self._direct.get(key)
-        if fn is not None or not self._direct_on():
+        if fn is not None:
             return fn
         from .compiler import compile_cuda
 
         cp = self._cp
-        if p.kernel in direct.BLAS:  # (cuBLAS missing turns off direct matmul only)
-            if self.direct_blas_status != "on":
-                return None
+        if p.kernel in direct.BLAS:
             try:
                 fn = direct.Gemm(cp, p.dtype)
             except (ImportError, AttributeError) as exc:
                 self.direct_blas_status = f"off: cuBLAS is not reachable through CuPy ({exc})"
+                self.direct_kernels -= frozenset(direct.BLAS)
                 return None
             self._direct[key] = fn
             return fn
@@ -925,6 +939,7 @@ class NvidiaBackend(Backend):
                 f"off: kernel {p.name} could not be compiled or loaded on nvidia:{index} "
                 f"({type(exc).__name__}: {exc}); CuPy's ufuncs run every kernel"
             )
+            self.direct_kernels = frozenset()
             return None
         self._direct[key] = fn
         return fn
@@ -943,20 +958,6 @@ class NvidiaBackend(Backend):
                 self._cp.cuda.runtime.memsetAsync(done.ptr, 0, 8, stream.cuda.ptr)
             scratch = stream.scratch = (mem, done)
         return scratch
-
-    def _launch_direct(self, s: NvidiaStream, p: direct.Plan, fn: Any,
-                       buffers: Sequence[NvidiaBuffer], out: NvidiaBuffer) -> bool:  # fmt: skip
-        """Queue the direct kernel on ``s``; False (nothing queued) where a buffer was freed
-        or CUDA refused the launch: CuPy's path then runs it, or raises what it raises."""
-        if out.freed or any(buf.freed for buf in buffers):
-            return False
-        try:
-            with self._on(s.device):
-                scratch = self._scratch(s) if p.scratch else None
-                fn(p.grid, p.block, p.args(buffers, out, scratch), shared_mem=0, stream=s.cuda)
-        except self._direct_errors:
-            return False
-        return True
 
     def _bound_view(self, buf: NvidiaBuffer, op: Operand, key: tuple[Any, ...]) -> Any:
         """:meth:`view` of ``op``'s layout over ``buf``, found by the key a bound launch

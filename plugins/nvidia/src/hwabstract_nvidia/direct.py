@@ -51,13 +51,8 @@ from hwabstract.backend import Operand
 __all__ = ["BINARY", "BLAS", "C_TYPES", "REDUCING", "SCRATCH_BYTES", "THREADS", "UNVERIFIED",
            "VERIFIED", "Gemm", "Plan", "kernel_name", "plan"]  # fmt: skip
 
-#: kernel -> the C expression of one element (x, y: the operands, in the dtype's C type)
-BINARY: Mapping[str, str] = {
-    "add": "x + y",
-    "subtract": "x - y",
-    "multiply": "x * y",
-    "divide": "x / y",
-}
+#: kernel -> its C operator on one element of each operand
+BINARY: Mapping[str, str] = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
 
 #: dtype name -> (C type, the unsigned C type its arithmetic wraps in, or None for floats)
 C_TYPES: Mapping[str, tuple[str, str | None]] = {
@@ -131,9 +126,9 @@ def source(kernel: str, dtype: str) -> str:
     ctype, wrap = C_TYPES[dtype]
     name = kernel_name(kernel, dtype)
     if kernel in BINARY:
-        expr = BINARY[kernel]
+        op = BINARY[kernel]
+        expr = f"x {op} y"
         if wrap is not None:  # two's-complement wrapping, defined in unsigned arithmetic
-            op = expr.split()[1]
             expr = f"({ctype})(({wrap})x {op} ({wrap})y)"
         return f"""
 extern "C" __global__ void {name}(
@@ -223,7 +218,8 @@ class Plan:
     each operand's byte offset in its buffer, the sizes (as the NumPy int64s the launch
     passes), and whether it needs its stream's scratch area."""
 
-    __slots__ = ("block", "dtype", "grid", "kernel", "name", "offsets", "scratch", "sizes")
+    __slots__ = ("args", "block", "dtype", "grid", "kernel", "name", "offsets", "scratch",
+                 "sizes")  # fmt: skip
 
     def __init__(self, kernel: str, dtype: str, grid: int, offsets: Sequence[int],
                  sizes: Sequence[int]) -> None:  # fmt: skip
@@ -235,24 +231,28 @@ class Plan:
         self.offsets = tuple(offsets)  #: the inputs', then the output's, in bytes
         self.sizes = tuple(np.int64(s) for s in sizes)
         self.scratch = kernel == "sum"
+        #: ``args(buffers, out, scratch)``: the kernel's arguments for input ``buffers``,
+        #: output buffer ``out`` and the stream's scratch area (for a sum: MemoryPointers to
+        #: its partial sums and to its count of blocks done); chosen once, per kernel
+        self.args = {"sum": self._sum_args, "softmax": self._softmax_args,
+                     "matmul": self._matmul_args}.get(kernel, self._binary_args)  # fmt: skip
 
-    def args(self, buffers: Sequence[Any], out: Any, scratch: Any) -> tuple[Any, ...]:
-        """The kernel's arguments for input ``buffers``, output buffer ``out`` and the
-        stream's ``scratch`` area (for a sum: MemoryPointers to its partial sums and to its
-        count of blocks done)."""
-        offsets, sizes = self.offsets, self.sizes
-        if self.kernel == "sum":
-            return (_pointer(buffers[0], offsets[0]), sizes[0], _pointer(out, offsets[1]),
-                    *scratch)  # fmt: skip
-        if self.kernel == "softmax":
-            return (_pointer(buffers[0], offsets[0]), _pointer(out, offsets[1]), *sizes)
-        if self.kernel == "matmul":  # (addresses as ints: cuBLAS's binding takes size_t)
-            a, b = buffers
-            return (a.mem.ptr + offsets[0], b.mem.ptr + offsets[1], out.mem.ptr + offsets[2],
-                    *sizes)  # fmt: skip
+    def _binary_args(self, buffers: Sequence[Any], out: Any, scratch: Any) -> tuple[Any, ...]:
+        (oa, ob, oo), (sa, sb, n) = self.offsets, self.sizes
         a, b = buffers
-        return (_pointer(a, offsets[0]), sizes[0], _pointer(b, offsets[1]), sizes[1],
-                _pointer(out, offsets[2]), sizes[2])  # fmt: skip
+        return _pointer(a, oa), sa, _pointer(b, ob), sb, _pointer(out, oo), n
+
+    def _sum_args(self, buffers: Sequence[Any], out: Any, scratch: Any) -> tuple[Any, ...]:
+        (ox, oo), (n,) = self.offsets, self.sizes
+        return _pointer(buffers[0], ox), n, _pointer(out, oo), *scratch
+
+    def _softmax_args(self, buffers: Sequence[Any], out: Any, scratch: Any) -> tuple[Any, ...]:
+        ox, oo = self.offsets
+        return _pointer(buffers[0], ox), _pointer(out, oo), *self.sizes
+
+    def _matmul_args(self, buffers: Sequence[Any], out: Any, scratch: Any) -> tuple[Any, ...]:
+        (oa, ob, oo), (a, b) = self.offsets, buffers  # (ints: cuBLAS's binding takes size_t)
+        return a.mem.ptr + oa, b.mem.ptr + ob, out.mem.ptr + oo, *self.sizes
 
 
 def _step(op: Operand, n: int) -> int | None:
