@@ -11,6 +11,7 @@ absence a failure instead, so that a build which silently dropped it does not pa
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -48,14 +49,16 @@ def test_pure_python_is_chosen_by_the_environment_variable() -> None:
     import sys
 
     code = (
-        "import hwabstract._compiled as c, hwabstract.dispatch as d; "
-        "print(c.STATUS, d.launch is d._launch_py)"
+        "import hwabstract as hw, hwabstract._compiled as c, hwabstract.dispatch as d, "
+        "hwabstract.stream as s, types; "
+        "print(c.STATUS, d.launch is d._launch_py, type(hw.add) is types.FunctionType, "
+        "hw.Stream.synchronize is s.synchronize_py)"
     )
     env = {**os.environ, "HWABSTRACT_PURE_PYTHON": "1"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == "pure Python (HWABSTRACT_PURE_PYTHON is set) True"
+    assert out.strip() == "pure Python (HWABSTRACT_PURE_PYTHON is set) True True True"
 
 
 class _Counter:
@@ -202,6 +205,226 @@ def test_each_thread_has_its_own_stream_stack(device: hw.Device) -> None:
     assert seen == [other, device.default_stream]
 
 
+# -- the kernel functions and Stream.synchronize are compiled too ---------------------------
+
+
+@compiled
+def test_a_kernel_function_is_compiled_and_reads_as_its_python_definition() -> None:
+    import inspect
+    import pickle
+    import types
+
+    cases = [(hw.add, 2), (hw.exp, 1), (hw.logaddexp, 2), (hw.sum, 1), (hw.softmax, 1),
+             (hw.take, 2)]  # fmt: skip
+    for fn, nin in cases:
+        assert type(fn).__name__ == "KernelFunction"
+        python = fn.__wrapped__
+        assert type(python) is types.FunctionType
+        name = python.__name__
+        assert (fn.__name__, fn.__qualname__, fn.__module__) == (name, name, python.__module__)
+        assert fn.__doc__ == python.__doc__ and fn.__doc__
+        assert inspect.signature(fn) == inspect.signature(python)
+        operands = [p for p in inspect.signature(fn).parameters.values() if p.kind == 0]
+        assert len(operands) == nin
+        assert repr(fn) == f"<kernel function {name} (compiled)>"
+        assert pickle.loads(pickle.dumps(fn)) is fn
+        assert getattr(hw, name) is fn
+
+    class Holder:  # set on a class, it binds as a Python function would
+        negate = hw.negative
+
+    bound = Holder().negate
+    assert bound.__func__ is hw.negative and isinstance(bound.__self__, Holder)
+    assert Holder.negate is hw.negative
+
+
+@compiled
+def test_a_kernel_function_launches_without_python_and_hands_other_calls_to_it(
+    device: hw.Device, python_calls: _Counter
+) -> None:
+    x = hw.asarray(np.arange(4, dtype=np.float32), device=device)
+    _warm(lambda: hw.add(x, x))
+    _warm(lambda: hw.exp(x))
+    before = python_calls.calls
+    y, z = hw.add(x, x, out=None, stream=None), hw.exp(x)
+    assert python_calls.calls == before
+    np.testing.assert_array_equal(y.numpy(), hw.add.__wrapped__(x, x).numpy())
+    np.testing.assert_array_equal(z.numpy(), np.exp(np.arange(4, dtype=np.float32)))
+    # calls the compiled function does not take are the Python function's: its errors
+    cases: list[tuple[Any, str]] = [
+        (lambda: hw.add(x), "add\\(\\) missing 1 required positional argument: 'x2'"),
+        (lambda: hw.add(x, x, x), "add\\(\\) takes 2 positional arguments but 3 were given"),
+        (lambda: hw.exp(x, bogus=1), "exp\\(\\) got an unexpected keyword argument 'bogus'"),
+        (lambda: hw.add(x, x, out=None, stream=None, where=1), "unexpected keyword"),
+        (lambda: hw.add(x1=x, x2=x), "positional-only"),
+    ]
+    for call, match in cases:
+        with pytest.raises(TypeError, match=match):
+            call()
+    out = hw.empty((4,), dtype=hw.float32, device=device)
+    before = python_calls.calls
+    assert hw.add(x, x, out=out) is out  # out=: dispatch's Python launch
+    assert python_calls.calls == before + 1
+    np.testing.assert_array_equal(out.numpy(), [0, 2, 4, 6])
+
+
+def _kernel_function_calls(x: hw.Tensor, i: hw.Tensor) -> list[tuple[str, Any]]:
+    """(label, call(fn)) pairs: a call of each shape of compiled kernel function."""
+    return [
+        ("sum", lambda f: f.sum(x)),
+        ("sum, axis and keepdims", lambda f: f.sum(x, axis=0, keepdims=True)),
+        ("sum, keywords reversed", lambda f: f.sum(x, keepdims=True, axis=(0, 1))),
+        ("mean, out=None", lambda f: f.mean(x, axis=1, out=None, stream=None)),
+        ("var, an extra attribute", lambda f: f.var(x, axis=0, correction=1)),
+        ("argmax", lambda f: f.argmax(x, axis=1)),
+        ("softmax", lambda f: f.softmax(x)),
+        ("log_softmax along 0", lambda f: f.log_softmax(x, axis=0)),
+        ("gelu, tanh", lambda f: f.gelu(x, approximate="tanh")),
+        ("silu", lambda f: f.silu(x)),
+        ("relu", lambda f: f.relu(x)),
+        ("sort, descending", lambda f: f.sort(x, descending=True)),
+        ("argsort along 0", lambda f: f.argsort(x, axis=0)),
+        ("take along 1", lambda f: f.take(x, i, axis=1)),
+        ("take_along_axis", lambda f: f.take_along_axis(x, f.argsort(x))),
+        ("multiply by a scalar", lambda f: f.multiply(x, 2.5)),
+        ("negative", lambda f: f.negative(x)),
+    ]
+
+
+class _Python:
+    """The Python definitions of the kernel functions, by name."""
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(hw, name)
+        return getattr(fn, "__wrapped__", fn)
+
+
+@compiled
+def test_every_shape_of_compiled_call_gives_what_the_python_definition_gives(
+    device: hw.Device, python_calls: _Counter
+) -> None:
+    x = hw.asarray(np.array([[3, -1, 2, 0.5], [1, 4, -2, 2]], np.float32), device=device)
+    i = hw.asarray(np.array([3, 0, 0], np.int64), device=device)
+    calls = _kernel_function_calls(x, i)
+    for _, call in calls:  # validated, bound
+        _warm(lambda call=call: call(hw))
+    for label, call in calls:
+        before = python_calls.calls
+        got = call(hw)
+        assert python_calls.calls == before, label
+        expected = call(_Python())
+        assert got.dtype == expected.dtype and got.shape == expected.shape, label
+        np.testing.assert_array_equal(got.numpy(), expected.numpy(), err_msg=label)
+
+
+@compiled
+def test_a_compiled_kernel_function_hands_the_calls_it_was_not_made_for_to_python(
+    device: hw.Device,
+) -> None:
+    assert _compiled.FASTPATH is not None
+    python = hw.sum.__wrapped__
+    seen: list[Any] = []
+
+    def counting(x: Any, /, *, axis: Any = None, keepdims: bool = False, out: Any = None,
+                 stream: Any = None, **kwargs: Any) -> Any:  # fmt: skip
+        seen.append((x, axis, keepdims, out, stream, kwargs))
+        return python(x, axis=axis, keepdims=keepdims, out=out, stream=stream, **kwargs)
+
+    spec = dispatch.get_spec("sum")
+    fn = _compiled.FASTPATH.KernelFunction(spec, counting, 1, {"axis": None, "keepdims": False}, 1)
+    x = hw.asarray(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
+    out = hw.empty((3,), dtype=hw.float32, device=device)
+    other = device.create_stream()
+    taken = [
+        lambda: fn(x),
+        lambda: fn(x, axis=0),
+        lambda: fn(x, keepdims=True, axis=1),
+        lambda: fn(x, out=None, stream=None),
+    ]
+    handed = [
+        lambda: fn(x, axis=0, out=out),
+        lambda: fn(x, stream=other),
+        lambda: fn(x, dtype=hw.float64),  # an attribute it was not made with
+        lambda: fn(np.ones(3)),  # not a Tensor: the Python definition explains
+        lambda: fn(),
+        lambda: fn(x, x),
+    ]
+    for call in taken:
+        call()
+    assert seen == []
+    counts = []
+    for call in handed:
+        with contextlib.suppress(TypeError, hw.DTypeError):
+            call()
+        counts.append(len(seen))
+    assert counts == [1, 2, 3, 4, 4, 4]  # (fn() and fn(x, x) fail to bind `counting`)
+    np.testing.assert_array_equal(out.numpy(), [3, 5, 7])
+    with pytest.raises(ValueError, match="tensors <= nin"):
+        _compiled.FASTPATH.KernelFunction(spec, counting, 1, {}, 2)
+
+
+@compiled
+def test_a_compiled_kernel_function_raises_what_its_python_definition_raises(
+    device: hw.Device,
+) -> None:
+    x = hw.asarray(np.ones((2, 3), np.float32), device=device)
+    _warm(lambda: hw.sum(x))
+    cases: list[tuple[Any, type[Exception], str]] = [
+        (lambda f: f.sum([1.0, 2.0]), hw.DTypeError, "sum\\(\\) needs a hwabstract Tensor"),
+        (lambda f: f.softmax(np.ones(3)), hw.DTypeError, "softmax\\(\\) needs"),
+        (lambda f: f.take(x, [0]), hw.DTypeError, "take\\(\\) needs"),
+        (lambda f: f.sum(x, bogus=1), TypeError, "unexpected keyword argument"),
+        (lambda f: f.softmax(x, bogus=1), TypeError, "unexpected keyword argument 'bogus'"),
+        (lambda f: f.sum(x, axis=5), hw.ShapeError, "axis"),
+        (lambda f: f.softmax(x, 0), TypeError, "positional argument"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match) as compiled_error:
+            call(hw)
+        with pytest.raises(error) as python_error:
+            call(_Python())
+        assert str(compiled_error.value) == str(python_error.value)
+
+
+@compiled
+def test_the_compiled_synchronize_waits_and_records_what_it_saw(
+    device: hw.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hwabstract import stream as stream_module
+
+    assert type(hw.Stream.__dict__["synchronize"]).__name__ == "method_descriptor"
+    assert hw.Stream.synchronize is not stream_module.synchronize_py
+    stream = device.create_stream()
+    waits: list[Any] = []
+    real = device._impl.stream_synchronize
+
+    def counting(handle: Any) -> None:
+        waits.append(handle)
+        real(handle)
+
+    monkeypatch.setattr(device._impl, "stream_synchronize", counting)
+    x = hw.asarray(np.ones(4, np.float32), device=device)
+    hw.add(x, x, stream=stream)
+    writes = stream._writes
+    assert writes > stream._finished
+    stream.synchronize()
+    assert waits == [stream.handle] and stream._finished == writes
+    stream.synchronize(timeout=5.0)  # (the Python definition: the same wait)
+    stream.synchronize(None)
+    assert waits == [stream.handle] * 3 and stream._finished == writes
+
+    def failing(handle: Any) -> None:
+        raise hw.StreamError("the test's wait failed")
+
+    hw.add(x, x, stream=stream)
+    monkeypatch.setattr(device._impl, "stream_synchronize", failing)
+    with pytest.raises(hw.StreamError, match="the test's wait failed"):
+        stream.synchronize()
+    assert stream._finished == writes  # not seen to finish
+    with pytest.raises(TypeError, match="positional arguments"):
+        stream.synchronize(1.0, 2.0)
+
+
 # -- and hands everything else to Python, untouched ----------------------------------------
 
 
@@ -319,13 +542,17 @@ def test_many_compiled_launches_leak_no_objects(device: hw.Device) -> None:
     for _ in range(200):
         hw.add(x, 1.0)
     device.default_stream.synchronize()
-    before = count()
-    for _ in range(2000):
-        hw.add(x, 1.0)
-    device.default_stream.synchronize()
-    # (one object left per launch would be 2,000; the cpu backend's worker moves the count
-    # by about a hundred either way)
-    assert count() - before < 500
+    growth = []
+    for _ in range(3):
+        before = count()
+        for _ in range(3000):
+            hw.add(x, 1.0)
+        device.default_stream.synchronize()
+        growth.append(count() - before)
+    # One object left per launch would be 3,000 in every round. The cpu backend's worker
+    # moves the count by up to several hundred either way, depending on how far it had got
+    # when the count was taken (seen: -819 to +797), so the least of three rounds is kept.
+    assert min(growth) < 1500, growth
     assert device.memory_stats().allocations == stats.allocations
 
 

@@ -34,7 +34,8 @@ static Py_ssize_t i_scalar_dtypes, i_out_dtype, i_result_shape, i_result_strides
 static PyObject *s_storage, *s_dtype, *s_shape, *s_strides, *s_offset, *s_op, *s_device,
     *s_buffer, *s_last_stream, *s_written, *s_synced, *s_nbytes, *s_writes, *s_handle,
     *s_default_stream, *s_plans, *s_impl, *s_index, *s_allocate, *s_free, *s_stacks, *s_out,
-    *s_stream, *s_scalars, *s_last_scalar, *s_move_to_end;
+    *s_stream, *s_scalars, *s_last_scalar, *s_move_to_end, *s_name, *s_finished,
+    *s_stream_synchronize;
 static PyObject *empty_tuple, *zero, *one;
 static PyTypeObject *device_type, *stream_type; /* hwabstract.Device, hwabstract.Stream */
 static PyObject *is_finalizing;                 /* sys.is_finalizing */
@@ -47,7 +48,7 @@ static Py_ssize_t o_s_buffer = -1, o_s_device = -1, o_s_nbytes = -1, o_s_last_st
                   o_s_written = -1, o_s_synced = -1;
 static Py_ssize_t o_d_impl = -1, o_d_index = -1, o_d_plans = -1, o_d_default_stream = -1;
 static Py_ssize_t o_st_handle = -1, o_st_writes = -1, o_st_scalars = -1,
-                  o_st_last_scalar = -1;
+                  o_st_last_scalar = -1, o_st_device = -1, o_st_finished = -1;
 
 #define TENSOR_GET(obj, field) slot_get(obj, tensor_type, o_t_##field, s_##field)
 #define STORAGE_GET(obj, field) slot_get(obj, storage_type, o_s_##field, s_##field)
@@ -566,6 +567,241 @@ done:
     return result;
 }
 
+/* A kernel function of the namespace (hw.add, hw.sum, hw.softmax, ...) compiled. Its
+ * Python definition (`python`) takes `nin` positional-only operands and, besides out= and
+ * stream=, keyword-only arguments that are the kernel's attributes (`names`, with their
+ * `defaults`), in the order of the attributes dict it passes to launch(); its first
+ * `tensors` operands must be Tensors. A call with exactly `nin` operands (the first
+ * `tensors` of them Tensors), attribute keywords among `names`, and out= and stream= at
+ * most as None, is launch(spec, operands, attributes) without a Python frame of its own;
+ * any other call goes to `python`, which raises what it raises. `python` is also its
+ * __wrapped__, so that inspect.signature and the documentation read its signature. Right
+ * after a wait, when the caches are cold, the frame of a one-line Python wrapper costs
+ * 1-2 us (docs/architecture.md, "Kernel functions and Stream.synchronize are compiled
+ * too"). Its __name__, __qualname__, __doc__ and __module__ live in its __dict__, set by
+ * operations.py. */
+#define KF_MAX_ATTRIBUTES 8
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *spec;
+    PyObject *python;
+    PyObject *names;    /* tuple of interned str */
+    PyObject *defaults; /* tuple, as long as names */
+    PyObject *dict;
+    Py_ssize_t nin, tensors;
+    vectorcallfunc vectorcall;
+} KernelFunction;
+
+static PyObject *
+kf_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    KernelFunction *self = (KernelFunction *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    Py_ssize_t nattrs = PyTuple_GET_SIZE(self->names);
+    PyObject *values[KF_MAX_ATTRIBUTES]; /* borrowed */
+    if (nargs != self->nin || fallback == NULL)
+        goto python;
+    for (Py_ssize_t i = 0; i < self->tensors; i++)
+        if (!PyObject_TypeCheck(args[i], tensor_type))
+            goto python;
+    for (Py_ssize_t i = 0; i < nattrs; i++)
+        values[i] = PyTuple_GET_ITEM(self->defaults, i);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, k), *value = args[nargs + k];
+        Py_ssize_t i = 0;
+        while (i < nattrs && PyTuple_GET_ITEM(self->names, i) != name)
+            i++;
+        for (Py_ssize_t j = 0; i == nattrs && j < nattrs; j++) /* (a name not interned) */
+            if (PyUnicode_Compare(name, PyTuple_GET_ITEM(self->names, j)) == 0)
+                i = j;
+        if (i < nattrs) {
+            values[i] = value;
+            continue;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+        if (value != Py_None || (name != s_out && name != s_stream
+                                 && PyUnicode_Compare(name, s_out) != 0
+                                 && PyUnicode_Compare(name, s_stream) != 0)) {
+            if (PyErr_Occurred())
+                return NULL;
+            goto python; /* out=, stream= or a keyword the Python definition explains */
+        }
+    }
+    PyObject *operands = PyTuple_New(nargs);
+    if (operands == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        PyTuple_SET_ITEM(operands, i, Py_NewRef(args[i]));
+    PyObject *attributes = Py_None;
+    if (nattrs) {
+        attributes = PyDict_New();
+        for (Py_ssize_t i = 0; attributes != NULL && i < nattrs; i++)
+            if (PyDict_SetItem(attributes, PyTuple_GET_ITEM(self->names, i), values[i]) < 0)
+                Py_CLEAR(attributes);
+        if (attributes == NULL) {
+            Py_DECREF(operands);
+            return NULL;
+        }
+    }
+    PyObject *stack[3] = {self->spec, operands, attributes};
+    PyObject *result = fast_launch(NULL, stack, 3, NULL);
+    Py_DECREF(operands);
+    if (nattrs)
+        Py_DECREF(attributes);
+    return result;
+python:
+    return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
+}
+
+static PyObject *
+kf_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"spec", "python", "nin", "attributes", "tensors", NULL};
+    PyObject *spec, *python, *attributes = NULL;
+    Py_ssize_t nin, tensors = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOn|O!n:KernelFunction", names, &spec,
+                                     &python, &nin, &PyDict_Type, &attributes, &tensors))
+        return NULL;
+    Py_ssize_t nattrs = attributes == NULL ? 0 : PyDict_GET_SIZE(attributes);
+    if (nin < 1 || nin > 16 || tensors < 0 || tensors > nin || nattrs > KF_MAX_ATTRIBUTES
+        || !PyCallable_Check(python)) {
+        PyErr_Format(PyExc_ValueError,
+                     "KernelFunction(spec, python, nin, attributes={}, tensors=0): python is "
+                     "callable, 1 <= nin <= 16, 0 <= tensors <= nin, at most %d attributes",
+                     KF_MAX_ATTRIBUTES);
+        return NULL;
+    }
+    KernelFunction *self = (KernelFunction *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->spec = Py_NewRef(spec);
+    self->python = Py_NewRef(python);
+    self->nin = nin;
+    self->tensors = tensors;
+    self->names = PyTuple_New(nattrs);
+    self->defaults = PyTuple_New(nattrs);
+    self->dict = PyDict_New();
+    if (self->names == NULL || self->defaults == NULL || self->dict == NULL
+        || PyDict_SetItemString(self->dict, "__wrapped__", python) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *name, *value;
+    while (attributes != NULL && PyDict_Next(attributes, &pos, &name, &value)) {
+        if (!PyUnicode_CheckExact(name)) {
+            PyErr_SetString(PyExc_TypeError, "KernelFunction: attribute names are str");
+            Py_DECREF(self);
+            return NULL;
+        }
+        Py_INCREF(name);
+        PyUnicode_InternInPlace(&name);
+        PyTuple_SET_ITEM(self->names, i, name);
+        PyTuple_SET_ITEM(self->defaults, i++, Py_NewRef(value));
+    }
+    self->vectorcall = kf_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+kf_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    KernelFunction *self = (KernelFunction *)op;
+    Py_VISIT(self->spec);
+    Py_VISIT(self->python);
+    Py_VISIT(self->names);
+    Py_VISIT(self->defaults);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+kf_clear(PyObject *op)
+{
+    KernelFunction *self = (KernelFunction *)op;
+    Py_CLEAR(self->spec);
+    Py_CLEAR(self->python);
+    Py_CLEAR(self->names);
+    Py_CLEAR(self->defaults);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+kf_dealloc(PyObject *op)
+{
+    PyObject_GC_UnTrack(op);
+    kf_clear(op);
+    Py_TYPE(op)->tp_free(op);
+}
+
+static PyObject *
+kf_name(PyObject *op)
+{
+    PyObject *name = PyDict_GetItemWithError(((KernelFunction *)op)->dict, s_name); /* borrowed */
+    if (name == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_AttributeError, "the kernel function has no __name__ yet");
+    return name;
+}
+
+static PyObject *
+kf_repr(PyObject *op)
+{
+    PyObject *name = kf_name(op);
+    return name == NULL ? NULL : PyUnicode_FromFormat("<kernel function %U (compiled)>", name);
+}
+
+/* pickled (and copied) by name, as functions are: the object of that name in its module */
+static PyObject *
+kf_reduce(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return Py_XNewRef(kf_name(op));
+}
+
+static PyObject *
+kf_get(PyObject *op, PyObject *obj, PyObject *Py_UNUSED(type))
+{
+    /* a method when set on a class, as a Python function would be */
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(op);
+    return PyMethod_New(op, obj);
+}
+
+static PyMethodDef kf_methods[] = {
+    {"__reduce__", kf_reduce, METH_NOARGS, "Pickled by name, like a function."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef kf_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject KernelFunctionType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "hwabstract._fastpath.KernelFunction",
+    .tp_doc = PyDoc_STR("KernelFunction(spec, python, nin, attributes={}, tensors=0): a "
+                        "kernel function, compiled; every call it cannot take goes to "
+                        "`python`."),
+    .tp_basicsize = sizeof(KernelFunction),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_new = kf_new,
+    .tp_dealloc = kf_dealloc,
+    .tp_traverse = kf_traverse,
+    .tp_clear = kf_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(KernelFunction, vectorcall),
+    .tp_dictoffset = offsetof(KernelFunction, dict),
+    .tp_repr = kf_repr,
+    .tp_descr_get = kf_get,
+    .tp_methods = kf_methods,
+    .tp_getset = kf_getset,
+};
+
 /* Storage._release (its __del__), compiled: free the buffer once, unless the interpreter
  * is shutting down. Installed as Storage.__del__ by dispatch._configure_compiled. */
 static PyObject *
@@ -665,6 +901,7 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         {&o_d_plans, dt, s_plans},       {&o_d_default_stream, dt, s_default_stream},
         {&o_st_handle, strt, s_handle},  {&o_st_writes, strt, s_writes},
         {&o_st_scalars, strt, s_scalars}, {&o_st_last_scalar, strt, s_last_scalar},
+        {&o_st_device, strt, s_device},  {&o_st_finished, strt, s_finished},
     };
     if (resolve_slots(slots, sizeof slots / sizeof *slots) < 0) /* (the last that can fail) */
         return NULL;
@@ -710,7 +947,91 @@ storage_finalizer(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return PyDescr_NewMethod(storage_type, &storage_release_def);
 }
 
+/* Stream.synchronize compiled, as a method of the configured Stream type; a call with a
+ * timeout (or any argument) goes to the Python definition it was made from. */
+static PyObject *sync_python; /* Stream.synchronize as written in stream.py */
+
+static PyObject *
+stream_synchronize(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 0 || kwnames != NULL) {
+        Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+        PyObject **stack = PyMem_New(PyObject *, 1 + nargs + nkw);
+        if (stack == NULL)
+            return PyErr_NoMemory();
+        stack[0] = self;
+        for (Py_ssize_t i = 0; i < nargs + nkw; i++)
+            stack[1 + i] = args[i];
+        PyObject *r = PyObject_Vectorcall(sync_python, stack, 1 + nargs, kwnames);
+        PyMem_Free(stack);
+        return r;
+    }
+    /* impl.stream_synchronize(self._handle); then self._finished = max(_finished, writes),
+     * `writes` read before the wait, as the Python definition does */
+    PyObject *device = NULL, *impl = NULL, *handle = NULL, *writes = NULL, *finished = NULL,
+             *r = NULL;
+    device = STREAM_GET(self, device);
+    impl = device ? DEVICE_GET(device, impl) : NULL;
+    handle = impl ? STREAM_GET(self, handle) : NULL;
+    writes = handle ? STREAM_GET(self, writes) : NULL;
+    if (writes == NULL)
+        goto done;
+    {
+        PyObject *call_args[2] = {impl, handle};
+        r = PyObject_VectorcallMethod(s_stream_synchronize, call_args,
+                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (r == NULL)
+        goto done;
+    Py_DECREF(r);
+    r = NULL;
+    finished = STREAM_GET(self, finished);
+    if (finished == NULL)
+        goto done;
+    int later = PyObject_RichCompareBool(writes, finished, Py_GT);
+    if (later < 0
+        || (later && slot_set(self, stream_type, o_st_finished, s_finished, writes) < 0))
+        goto done;
+    r = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(device);
+    Py_XDECREF(impl);
+    Py_XDECREF(handle);
+    Py_XDECREF(writes);
+    Py_XDECREF(finished);
+    return r;
+}
+
+static PyMethodDef stream_synchronize_def = {
+    "synchronize", (PyCFunction)(void (*)(void))stream_synchronize,
+    METH_FASTCALL | METH_KEYWORDS,
+    "synchronize($self, /, timeout=None)\n--\n\n"
+    "Block until all work queued on this stream has finished; with ``timeout``\n"
+    "(seconds), raise :class:`~hwabstract.errors.WaitTimeoutError` if it has not by\n"
+    "then (the work stays queued)."};
+
+/* stream_synchronizer(python): Stream.synchronize compiled, as a method of the configured
+ * Stream type (to replace it); `python` is its Python definition, which takes every call
+ * with arguments */
+static PyObject *
+stream_synchronizer(PyObject *Py_UNUSED(module), PyObject *python)
+{
+    if (stream_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "stream_synchronizer() before configure()");
+        return NULL;
+    }
+    if (!PyCallable_Check(python)) {
+        PyErr_SetString(PyExc_TypeError, "stream_synchronizer() takes Stream.synchronize");
+        return NULL;
+    }
+    Py_XSETREF(sync_python, Py_NewRef(python));
+    return PyDescr_NewMethod(stream_type, &stream_synchronize_def);
+}
+
 static PyMethodDef methods[] = {
+    {"stream_synchronizer", stream_synchronizer, METH_O,
+     "stream_synchronizer(python): Stream.synchronize, compiled; `python` takes calls with "
+     "a timeout."},
     {"storage_finalizer", storage_finalizer, METH_NOARGS,
      "storage_finalizer(): Storage._release, compiled, for Storage.__del__."},
     {"launch", (PyCFunction)(void (*)(void))fast_launch, METH_FASTCALL | METH_KEYWORDS,
@@ -758,9 +1079,21 @@ PyInit__fastpath(void)
     INTERN(s_scalars, "_scalars");
     INTERN(s_last_scalar, "_last_scalar");
     INTERN(s_move_to_end, "move_to_end");
+    INTERN(s_name, "__name__");
+    INTERN(s_finished, "_finished");
+    INTERN(s_stream_synchronize, "stream_synchronize");
     if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;
     if ((zero = PyLong_FromLong(0)) == NULL || (one = PyLong_FromLong(1)) == NULL)
         return NULL;
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&KernelFunctionType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "KernelFunction", (PyObject *)&KernelFunctionType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -511,7 +511,8 @@ def _configure_compiled(fallback: Any = None) -> Any:
     """Configure ``hwabstract._fastpath`` (where built and not turned off) and return its
     launch, which hands every call it cannot take to ``fallback`` (:func:`_launch_py`; a
     test passes a wrapper to count them); else return :func:`_launch_py` itself. With the
-    compiled launch, ``Storage.__del__`` is the compiled twin of ``Storage._release``."""
+    compiled launch, ``Storage.__del__`` is the compiled twin of ``Storage._release`` and
+    ``Stream.synchronize`` that of :func:`hwabstract.stream.synchronize_py`."""
     if FASTPATH is None:
         return _launch_py
     from . import stream as _stream_module
@@ -530,6 +531,9 @@ def _configure_compiled(fallback: Any = None) -> Any:
         specs=_SPECS,
     )
     Storage.__del__ = FASTPATH.storage_finalizer()
+    _stream_module.Stream.synchronize = FASTPATH.stream_synchronizer(  # type: ignore[method-assign]
+        _stream_module.synchronize_py
+    )
     return FASTPATH.launch
 
 

@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import dtypes as dt
+from ._compiled import FASTPATH
 from .backend import Feature
 from .dispatch import allocate, copy_into, launch, resolve_stream, scalar_tensor
 from .errors import DeviceError, DTypeError, ShapeError
-from .kernels import all_specs, get_spec
+from .kernels import KernelSpec, all_specs, get_spec
 from .kernels.manipulation import (
     concat_shape,
     permute_shape,
@@ -35,6 +36,40 @@ _Fn = Callable[..., Tensor]
 def _export(fn: _Fn) -> _Fn:
     __all__.append(fn.__name__)
     return fn
+
+
+def _compiled(fn: _Fn, spec: KernelSpec, tensors: int) -> _Fn:
+    """``fn`` as a compiled kernel function (``_fastpath.KernelFunction``: the same calls
+    without a Python frame of its own; docs/architecture.md, "Kernel functions and
+    Stream.synchronize are compiled too") where the compiled launch runs, else ``fn``.
+
+    ``fn`` must be a one-line definition: its positional-only parameters (no defaults) are
+    the operands, the first ``tensors`` of them required to be Tensors; every keyword-only
+    parameter but ``out`` and ``stream`` is an attribute of ``spec``, which ``fn`` passes to
+    launch() in a dict in the order of its parameters (None where it has none). The compiled
+    function takes the calls that match that; every other goes to ``fn``."""
+    if FASTPATH is None:
+        return fn
+    code = fn.__code__
+    nin = code.co_posonlyargcount
+    keywords = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = fn.__kwdefaults__ or {}
+    if code.co_argcount != nin or fn.__defaults__ or set(keywords) - set(defaults):
+        raise TypeError(f"{fn.__name__}: not a kernel function's signature")
+    attributes = {k: defaults[k] for k in keywords if k not in ("out", "stream")}
+    compiled = FASTPATH.KernelFunction(spec, fn, nin, attributes, tensors)
+    for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(compiled, attribute, getattr(fn, attribute))
+    return compiled
+
+
+def _kernel_function(name: str, tensors: int = 1) -> Callable[[_Fn], _Fn]:
+    """Export a hand-written one-line kernel function, compiled (:func:`_compiled`)."""
+
+    def export(fn: _Fn) -> _Fn:
+        return _export(_compiled(fn, get_spec(name), tensors))
+
+    return export
 
 
 def _elementwise_fn(name: str, nin: int, doc: str) -> _Fn:
@@ -56,7 +91,7 @@ def _elementwise_fn(name: str, nin: int, doc: str) -> _Fn:
     fn.__name__ = fn.__qualname__ = name
     fn.__doc__ = f"{doc}\n\nElementwise kernel ``{name}``; inputs broadcast and promote."
     fn.__module__ = "hwabstract"
-    return _export(fn)
+    return _export(_compiled(fn, spec, tensors=0))
 
 
 def _reduction_fn(name: str, doc: str) -> _Fn:
@@ -88,7 +123,7 @@ def _reduction_fn(name: str, doc: str) -> _Fn:
         f"{doc}\n\nReduction kernel ``{name}`` over ``axis`` (all axes if None).{extra_doc}"
     )
     fn.__module__ = "hwabstract"
-    return _export(fn)
+    return _export(_compiled(fn, spec, tensors=1))
 
 
 def require_tensor(name: str, x: Any) -> Tensor:
@@ -185,7 +220,7 @@ def matmul(
     return result
 
 
-@_export
+@_kernel_function("softmax")
 def softmax(x: Tensor, /, *, axis: int = -1, out: Tensor | None = None,
             stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Softmax along ``axis`` (numerically stable: the maximum is subtracted first)."""
@@ -193,7 +228,7 @@ def softmax(x: Tensor, /, *, axis: int = -1, out: Tensor | None = None,
     return launch("softmax", (x,), {"axis": axis}, out=out, stream=stream)
 
 
-@_export
+@_kernel_function("log_softmax")
 def log_softmax(x: Tensor, /, *, axis: int = -1, out: Tensor | None = None,
                 stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Log of softmax along ``axis``, computed stably."""
@@ -214,7 +249,7 @@ def layer_norm(
                   out=out, stream=stream)  # fmt: skip
 
 
-@_export
+@_kernel_function("gelu")
 def gelu(x: Tensor, /, *, approximate: str = "none", out: Tensor | None = None,
          stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Gaussian error linear unit: ``x * Phi(x)``; ``approximate='tanh'`` for the tanh form."""
@@ -222,14 +257,14 @@ def gelu(x: Tensor, /, *, approximate: str = "none", out: Tensor | None = None,
     return launch("gelu", (x,), {"approximate": approximate}, out=out, stream=stream)
 
 
-@_export
+@_kernel_function("silu")
 def silu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = None) -> Tensor:
     """``x * sigmoid(x)``."""
     require_tensor("silu", x)
     return launch("silu", (x,), None, out=out, stream=stream)
 
 
-@_export
+@_kernel_function("relu")
 def relu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = None) -> Tensor:
     """``max(x, 0)``; NaN propagates."""
     require_tensor("relu", x)
@@ -239,7 +274,7 @@ def relu(x: Tensor, /, *, out: Tensor | None = None, stream: Stream | None = Non
 # -- sorting, searching, indexing, cumulative ------------------------------------------------
 
 
-@_export
+@_kernel_function("sort")
 def sort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool = True,
          out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """``x`` sorted along ``axis`` (NaNs last; ``descending`` reverses the order exactly, so
@@ -249,7 +284,7 @@ def sort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool
     return launch("sort", (x,), attrs, out=out, stream=stream)
 
 
-@_export
+@_kernel_function("argsort")
 def argsort(x: Tensor, /, *, axis: int = -1, descending: bool = False, stable: bool = True,
             out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """The int64 indices that sort ``x`` along ``axis`` (the order :func:`sort` uses)."""
@@ -270,7 +305,7 @@ def searchsorted(x1: Tensor, x2: Any, /, *, side: str = "left", sorter: Tensor |
     return launch("searchsorted", (x1, x2), {"side": side}, out=out, stream=stream)
 
 
-@_export
+@_kernel_function("take", tensors=2)
 def take(x: Tensor, indices: Tensor, /, *, axis: int | None = None,
          out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Elements of ``x`` at the 1-D integer ``indices`` along ``axis`` (``axis`` may be None
@@ -281,7 +316,7 @@ def take(x: Tensor, indices: Tensor, /, *, axis: int | None = None,
     return launch("take", (x, indices), {"axis": axis}, out=out, stream=stream)
 
 
-@_export
+@_kernel_function("take_along_axis", tensors=2)
 def take_along_axis(x: Tensor, indices: Tensor, /, *, axis: int = -1,
                     out: Tensor | None = None, stream: Stream | None = None) -> Tensor:  # fmt: skip
     """Elements of ``x`` chosen along ``axis`` by ``indices`` (of ``x``'s rank; the other

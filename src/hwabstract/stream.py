@@ -205,6 +205,12 @@ class Stream:
         return f"<hwabstract {kind} on {self.device.name} at {id(self):#x}>"
 
 
+#: :meth:`Stream.synchronize` as written above. Where ``hwabstract._fastpath`` runs,
+#: dispatch replaces the method with its compiled twin, which takes a call without arguments
+#: itself and hands any other (a ``timeout``) to this function.
+synchronize_py = Stream.synchronize
+
+
 class Event:
     """A marker in a stream. Reached once everything queued before it has finished."""
 
