@@ -77,9 +77,11 @@ def peer_report(benchmark: str, device: str, peer: str, repeat: int,
 def peer_title(report: dict[str, Any], repeat: int) -> str:
     processes = report.get("processes", 1)
     across = f", median over {processes} processes" if processes > 1 else ""
+    pinned = report.get("affinity")
+    cpus = f", pinned to CPU {','.join(map(str, pinned))}" if pinned else ""
     return (
         f"{report['device']} vs {report['peer']} — Python {report['python']}, "
-        f"{report['machine']}, {report['cpu_count']} cores, median of {repeat}{across}"
+        f"{report['machine']}, {report['cpu_count']} cores{cpus}, median of {repeat}{across}"
     )
 
 
@@ -159,13 +161,25 @@ def main(
         "report per case the median of their ratios, with each process's ratio (where a "
         "process's memory placement moves a ratio, one process is one sample)",
     )
+    parser.add_argument(
+        "--affinity",
+        metavar="CPUS",
+        help="run on these CPUs only (a comma-separated list, as taskset -c takes: '1' or "
+        "'0,1'), both sides and every process; on a VM this takes the cost of waking "
+        "another virtual CPU out of the comparison (docs/performance.md)",
+    )
     args = parser.parse_args(argv)
+    if args.affinity:
+        cpus = {int(c) for c in args.affinity.split(",") if c.strip()}
+        os.sched_setaffinity(0, cpus)  # (inherited by the processes of --processes)
     if args.processes > 1:
         report = across_processes([
             _in_new_process(run, args.repeat, args.quick) for _ in range(args.processes)
         ])  # fmt: skip
     else:
         report = run(args.repeat, args.quick)
+    if args.affinity:
+        report["affinity"] = sorted(os.sched_getaffinity(0))
     print(title(report, args.repeat))
     print(render(report, args.markdown))
     if args.json:

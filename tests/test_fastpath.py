@@ -205,6 +205,46 @@ def test_each_thread_has_its_own_stream_stack(device: hw.Device) -> None:
     assert seen == [other, device.default_stream]
 
 
+@compiled
+def test_the_count_of_open_stream_blocks_lets_the_launch_skip_the_thread_lookup(
+    device: hw.Device,
+) -> None:
+    from hwabstract import stream as stream_module
+
+    x = hw.asarray(np.ones(4, np.float32), device=device)
+    _warm(lambda: hw.negative(x))
+    a, b = device.create_stream(), device.create_stream()
+    entered = stream_module._entered
+    assert entered == []
+    assert hw.negative(x)._storage.last_stream is device.default_stream
+    with a:
+        assert len(entered) == 1 and hw.negative(x)._storage.last_stream is a
+        with b:
+            assert len(entered) == 2 and hw.negative(x)._storage.last_stream is b
+        with pytest.raises(hw.StreamError, match="out of order"):
+            b.__exit__(None, None, None)
+        assert len(entered) == 1 and hw.negative(x)._storage.last_stream is a
+    assert entered == [] and hw.negative(x)._storage.last_stream is device.default_stream
+    # a block open in another thread: this thread looks its own (empty) stack up
+    opened, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        with a:
+            opened.set()
+            release.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        opened.wait(10)
+        assert len(entered) == 1
+        assert hw.negative(x)._storage.last_stream is device.default_stream
+    finally:
+        release.set()
+        t.join()
+    assert entered == []
+
+
 # -- the kernel functions and Stream.synchronize are compiled too ---------------------------
 
 
@@ -364,6 +404,54 @@ def test_a_compiled_kernel_function_hands_the_calls_it_was_not_made_for_to_pytho
 
 
 @compiled
+def test_a_kernel_function_remembers_its_last_plan_per_device(
+    device: hw.Device, python_calls: _Counter
+) -> None:
+    x = hw.asarray(np.arange(6, dtype=np.float32).reshape(2, 3), device=device)
+    _warm(lambda: hw.sum(x, axis=0))
+    assert device._memos[hw.sum][0] is next(
+        p for k, p in device._plans.items() if k[0].name == "sum" and k[2][0] == ("axis", 0)
+    )
+    # a call with the same signature and attribute values finds its plan in the memo alone
+    device._plans.clear()
+    before = python_calls.calls
+    np.testing.assert_array_equal(hw.sum(x, axis=0).numpy(), [3, 5, 7])
+    assert python_calls.calls == before
+    y = hw.multiply(x, 2.0)
+    assert python_calls.calls == before + 1  # (multiply: no memo yet, nor a plan)
+    z = hw.multiply(y, 2.0)  # (the plan the first call made; remembered with y's layout)
+    assert python_calls.calls == before + 1
+    # results of one plan share its layout objects: the memo serves them without the plans
+    device._plans.clear()
+    np.testing.assert_array_equal(hw.multiply(z, 2.0).numpy(), x.numpy() * 8)
+    assert python_calls.calls == before + 1
+    # another attribute value, another layout, another scalar type: not the memo's plan
+    for call, expected in [
+        (lambda: hw.sum(x, axis=1), [3, 12]),
+        (lambda: hw.sum(x[:, 1:], axis=0), [5, 7]),
+        (lambda: hw.sum(x, axis=0, keepdims=True), [[3, 5, 7]]),
+        (lambda: hw.multiply(z, 2), x.numpy() * 8),
+    ]:
+        before = python_calls.calls
+        np.testing.assert_array_equal(call().numpy(), expected)
+        assert python_calls.calls == before + 1
+    # the memo is the device's: it goes with the device
+    from hwabstract.registry import Registry
+
+    def use_another_device() -> weakref.ref[hw.Device]:
+        other = Registry().device("cpu")
+        _BindRecorder(other)
+        w = hw.asarray(np.ones(3, np.float32), device=other)
+        _warm(lambda: hw.sum(w, axis=0))
+        assert hw.sum in other._memos and other._memos[hw.sum] is not device._memos[hw.sum]
+        return weakref.ref(other)
+
+    gone = use_another_device()
+    gc.collect()
+    assert gone() is None
+
+
+@compiled
 def test_a_compiled_kernel_function_raises_what_its_python_definition_raises(
     device: hw.Device,
 ) -> None:
@@ -488,6 +576,7 @@ def test_a_failed_bound_launch_frees_its_output_and_records_no_write(device: hw.
         raise hw.KernelError("refused by the test")
 
     device._plans[plans[0]] = plan._replace(bound=failing)
+    device._memos.clear()  # (hw.sqrt's memo holds the plan it found)
     stream = device.default_stream
     stream.synchronize()
     in_use, writes = device.memory_stats().in_use, stream._writes
@@ -738,6 +827,7 @@ def _configure(**changes: Any) -> None:
         scalar_tensor=dispatch.scalar_tensor,
         scalar_types=dispatch._SCALARS,
         stream_tls=threading.local(),
+        stream_entered=[],
         plan_fields=dispatch._Plan._fields,
         specs={},
     )

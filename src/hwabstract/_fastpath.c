@@ -25,6 +25,7 @@ static PyTypeObject *storage_type;  /* hwabstract.tensor.Storage */
 static PyObject *scalar_tensor;     /* dispatch.scalar_tensor */
 static PyObject *scalar_types;      /* dispatch._SCALARS */
 static PyObject *stream_tls;        /* stream._tls: its "stacks" are the `with stream:` stacks */
+static PyObject *stream_entered;    /* stream._entered: not empty while a `with stream:` is open */
 static PyObject *specs;             /* kernels.spec._SPECS: the specs by name */
 static Py_ssize_t plan_len = -1;    /* len(_Plan._fields) */
 static Py_ssize_t i_scalar_dtypes, i_out_dtype, i_result_shape, i_result_strides,
@@ -35,7 +36,7 @@ static PyObject *s_storage, *s_dtype, *s_shape, *s_strides, *s_offset, *s_op, *s
     *s_buffer, *s_last_stream, *s_written, *s_synced, *s_nbytes, *s_writes, *s_handle,
     *s_default_stream, *s_plans, *s_impl, *s_index, *s_allocate, *s_free, *s_stacks, *s_out,
     *s_stream, *s_scalars, *s_last_scalar, *s_move_to_end, *s_name, *s_finished,
-    *s_stream_synchronize;
+    *s_stream_synchronize, *s_memos;
 static PyObject *empty_tuple, *zero, *one;
 static PyTypeObject *device_type, *stream_type; /* hwabstract.Device, hwabstract.Stream */
 static PyObject *is_finalizing;                 /* sys.is_finalizing */
@@ -46,7 +47,8 @@ static Py_ssize_t o_t_storage = -1, o_t_dtype = -1, o_t_shape = -1, o_t_strides 
                   o_t_offset = -1, o_t_op = -1;
 static Py_ssize_t o_s_buffer = -1, o_s_device = -1, o_s_nbytes = -1, o_s_last_stream = -1,
                   o_s_written = -1, o_s_synced = -1;
-static Py_ssize_t o_d_impl = -1, o_d_index = -1, o_d_plans = -1, o_d_default_stream = -1;
+static Py_ssize_t o_d_impl = -1, o_d_index = -1, o_d_plans = -1, o_d_default_stream = -1,
+                  o_d_memos = -1;
 static Py_ssize_t o_st_handle = -1, o_st_writes = -1, o_st_scalars = -1,
                   o_st_last_scalar = -1, o_st_device = -1, o_st_finished = -1;
 
@@ -68,6 +70,8 @@ take_python_path(PyObject *const *args, size_t nargsf, PyObject *kwnames)
 static PyObject *
 current_stream(PyObject *device)
 {
+    if (PyList_GET_SIZE(stream_entered) == 0) /* no `with stream:` open in any thread */
+        goto default_stream;
     PyObject *stacks = PyObject_GetAttr(stream_tls, s_stacks);
     if (stacks == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
@@ -98,6 +102,7 @@ current_stream(PyObject *device)
         }
         Py_DECREF(stacks);
     }
+default_stream:;
     PyObject *stream = DEVICE_GET(device, default_stream);
     if (stream == Py_None) {
         Py_DECREF(stream);
@@ -337,10 +342,100 @@ error:
     return NULL;
 }
 
-/* launch(spec, operands, attrs=None, *, out=None, stream=None): dispatch.launch's
- * signature and result. */
+/* The second half of a launch, once the plan of its signature is known: the stream, the
+ * operands' buffers (scalars become dispatch's cached 0-d tensors), the launch. NULL with
+ * *python set and no exception where only the Python launch() can take the call (a write
+ * on another stream to order first, a released buffer, no default stream yet). */
 static PyObject *
-fast_launch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+run_plan(PyObject *device, PyObject *plan, PyObject *operands, int *python)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(operands);
+    PyObject *stream = NULL, *buffers = NULL, *result = NULL;
+    *python = 0;
+    stream = current_stream(device);
+    if (stream == NULL) {
+        *python = !PyErr_Occurred();
+        return NULL;
+    }
+    PyObject *scalar_dtypes = PyTuple_GET_ITEM(plan, i_scalar_dtypes);
+    if (!PyTuple_Check(scalar_dtypes) || PyTuple_GET_SIZE(scalar_dtypes) != n)
+        goto python_path;
+    buffers = PyList_New(0);
+    if (buffers == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *op = PyTuple_GET_ITEM(operands, i);
+        PyObject *scalar_dtype = PyTuple_GET_ITEM(scalar_dtypes, i);
+        PyObject *storage;
+        if (op == Py_None)
+            continue;
+        if (scalar_dtype != Py_None) {
+            PyObject *scalar = cached_scalar(stream, op, scalar_dtype);
+            if (scalar == NULL) {
+                if (PyErr_Occurred())
+                    goto done;
+                PyObject *call_args[4] = {device, op, scalar_dtype, stream};
+                scalar = PyObject_Vectorcall(scalar_tensor, call_args, 4, NULL);
+                if (scalar == NULL)
+                    goto done;
+            }
+            storage = TENSOR_GET(scalar, storage);
+            Py_DECREF(scalar);
+            if (storage == NULL)
+                goto done;
+        } else {
+            if (!PyObject_TypeCheck(op, tensor_type))
+                goto python_path;
+            storage = TENSOR_GET(op, storage);
+            if (storage == NULL)
+                goto done;
+            PyObject *writer = STORAGE_GET(storage, last_stream);
+            if (writer == NULL) {
+                Py_DECREF(storage);
+                goto done;
+            }
+            int other = writer != Py_None && writer != stream;
+            Py_DECREF(writer);
+            if (other) {
+                /* Storage.order_before: nothing to do if this stream was ordered after
+                 * that write already (a weak reference to it in `synced`) */
+                int ordered = already_ordered(storage, stream);
+                if (ordered <= 0) {
+                    Py_DECREF(storage);
+                    if (ordered < 0)
+                        goto done;
+                    goto python_path; /* a write on another stream to order first */
+                }
+            }
+        }
+        PyObject *buffer = STORAGE_GET(storage, buffer);
+        Py_DECREF(storage);
+        if (buffer == NULL)
+            goto done;
+        if (buffer == Py_None) {
+            Py_DECREF(buffer);
+            goto python_path; /* released: launch() raises, saying so */
+        }
+        int failed = PyList_Append(buffers, buffer);
+        Py_DECREF(buffer);
+        if (failed < 0)
+            goto done;
+    }
+    result = launch_bound(device, stream, plan, buffers);
+    goto done;
+python_path:
+    *python = 1;
+done:
+    Py_XDECREF(stream);
+    Py_XDECREF(buffers);
+    return result;
+}
+
+/* dispatch.launch's steady state (below); where it finds the signature's plan, a new
+ * reference to it and to the device in *found_plan and *found_device (when not NULL). */
+static PyObject *
+launch_impl(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **found_device,
+            PyObject **found_plan)
 {
     size_t nargsf = (size_t)nargs;
     if (fallback == NULL) {
@@ -376,8 +471,8 @@ fast_launch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         }
     }
 
-    PyObject *attr_items = NULL, *signature = NULL, *device = NULL, *stream = NULL;
-    PyObject *key = NULL, *plan = NULL, *buffers = NULL, *result = NULL;
+    PyObject *attr_items = NULL, *signature = NULL, *device = NULL;
+    PyObject *key = NULL, *plan = NULL, *result = NULL;
     Py_ssize_t n = PyTuple_GET_SIZE(operands);
 
     if (attrs == Py_None || (PyDict_CheckExact(attrs) && PyDict_GET_SIZE(attrs) == 0)) {
@@ -448,13 +543,6 @@ fast_launch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     if (device == NULL)
         goto python_path; /* no tensor operand */
 
-    stream = current_stream(device);
-    if (stream == NULL) {
-        if (PyErr_Occurred())
-            goto error;
-        goto python_path;
-    }
-
     /* the validated plan of this signature, with its bound launch */
     PyObject *plans = DEVICE_GET(device, plans);
     if (plans == NULL)
@@ -482,73 +570,14 @@ fast_launch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
     if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != plan_len
         || PyTuple_GET_ITEM(plan, i_bound) == Py_None)
         goto python_path; /* no bound launch (yet): the general path */
-    PyObject *scalar_dtypes = PyTuple_GET_ITEM(plan, i_scalar_dtypes);
-    if (!PyTuple_Check(scalar_dtypes) || PyTuple_GET_SIZE(scalar_dtypes) != n)
-        goto python_path;
-
-    /* operands -> buffers (scalars become dispatch's cached 0-d tensors) */
-    buffers = PyList_New(0);
-    if (buffers == NULL)
-        goto error;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *op = PyTuple_GET_ITEM(operands, i);
-        PyObject *scalar_dtype = PyTuple_GET_ITEM(scalar_dtypes, i);
-        PyObject *storage;
-        if (op == Py_None)
-            continue;
-        if (scalar_dtype != Py_None) {
-            PyObject *scalar = cached_scalar(stream, op, scalar_dtype);
-            if (scalar == NULL) {
-                if (PyErr_Occurred())
-                    goto error;
-                PyObject *call_args[4] = {device, op, scalar_dtype, stream};
-                scalar = PyObject_Vectorcall(scalar_tensor, call_args, 4, NULL);
-                if (scalar == NULL)
-                    goto error;
-            }
-            storage = TENSOR_GET(scalar, storage);
-            Py_DECREF(scalar);
-            if (storage == NULL)
-                goto error;
-        } else {
-            if (!PyObject_TypeCheck(op, tensor_type))
-                goto python_path;
-            storage = TENSOR_GET(op, storage);
-            if (storage == NULL)
-                goto error;
-            PyObject *writer = STORAGE_GET(storage, last_stream);
-            if (writer == NULL) {
-                Py_DECREF(storage);
-                goto error;
-            }
-            int other = writer != Py_None && writer != stream;
-            Py_DECREF(writer);
-            if (other) {
-                /* Storage.order_before: nothing to do if this stream was ordered after
-                 * that write already (a weak reference to it in `synced`) */
-                int ordered = already_ordered(storage, stream);
-                if (ordered <= 0) {
-                    Py_DECREF(storage);
-                    if (ordered < 0)
-                        goto error;
-                    goto python_path; /* a write on another stream to order first */
-                }
-            }
-        }
-        PyObject *buffer = STORAGE_GET(storage, buffer);
-        Py_DECREF(storage);
-        if (buffer == NULL)
-            goto error;
-        if (buffer == Py_None) {
-            Py_DECREF(buffer);
-            goto python_path; /* released: launch() raises, saying so */
-        }
-        int failed = PyList_Append(buffers, buffer);
-        Py_DECREF(buffer);
-        if (failed < 0)
-            goto error;
+    if (found_plan != NULL) {
+        *found_plan = Py_NewRef(plan);
+        *found_device = Py_NewRef(device);
     }
-    result = launch_bound(device, stream, plan, buffers);
+    int python;
+    result = run_plan(device, plan, operands, &python);
+    if (python)
+        goto python_path;
     goto done;
 
 python_path:
@@ -560,11 +589,17 @@ done:
     Py_XDECREF(attr_items);
     Py_XDECREF(signature);
     Py_XDECREF(device);
-    Py_XDECREF(stream);
     Py_XDECREF(key);
     Py_XDECREF(plan);
-    Py_XDECREF(buffers);
     return result;
+}
+
+/* launch(spec, operands, attrs=None, *, out=None, stream=None): dispatch.launch's
+ * signature and result. */
+static PyObject *
+fast_launch(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return launch_impl(args, nargs, kwnames, NULL, NULL);
 }
 
 /* A kernel function of the namespace (hw.add, hw.sum, hw.softmax, ...) compiled. Its
@@ -592,6 +627,125 @@ typedef struct {
     Py_ssize_t nin, tensors;
     vectorcallfunc vectorcall;
 } KernelFunction;
+
+/* The memo's layout: (plan, the attribute values..., then per operand its dtype, shape,
+ * strides and offset if a Tensor, else its type and three Nones). */
+static PyObject *
+kf_memo_entry(PyObject *op, Py_ssize_t k)
+{
+    if (!PyObject_TypeCheck(op, tensor_type))
+        return Py_NewRef(k == 0 ? (PyObject *)Py_TYPE(op) : Py_None);
+    switch (k) {
+    case 0:
+        return TENSOR_GET(op, dtype);
+    case 1:
+        return TENSOR_GET(op, shape);
+    case 2:
+        return TENSOR_GET(op, strides);
+    default:
+        return TENSOR_GET(op, offset);
+    }
+}
+
+/* 1 with new references in *device and *plan if `self`'s memo on the first tensor operand's
+ * device matches this call (every tensor on that device), 0 if not, -1 with an exception. */
+static int
+kf_memo(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObject **values,
+        PyObject **device, PyObject **plan)
+{
+    Py_ssize_t nattrs = PyTuple_GET_SIZE(self->names);
+    PyObject *dev = NULL, *memos = NULL;
+    int hit = 0;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        if (!PyObject_TypeCheck(args[i], tensor_type))
+            continue;
+        PyObject *storage = TENSOR_GET(args[i], storage);
+        PyObject *d = storage ? STORAGE_GET(storage, device) : NULL;
+        Py_XDECREF(storage);
+        if (d == NULL)
+            goto error;
+        if (dev == NULL)
+            dev = d;
+        else {
+            int same = d == dev;
+            Py_DECREF(d);
+            if (!same)
+                goto done; /* several devices: launch() explains */
+        }
+    }
+    if (dev == NULL)
+        goto done;
+    memos = DEVICE_GET(dev, memos);
+    if (memos == NULL)
+        goto error;
+    if (!PyDict_CheckExact(memos))
+        goto done;
+    PyObject *memo = PyDict_GetItemWithError(memos, (PyObject *)self); /* borrowed */
+    if (memo == NULL) {
+        if (PyErr_Occurred())
+            goto error;
+        goto done;
+    }
+    if (!PyTuple_CheckExact(memo) || PyTuple_GET_SIZE(memo) != 1 + nattrs + 4 * nargs)
+        goto done;
+    for (Py_ssize_t i = 0; i < nattrs; i++)
+        if (PyTuple_GET_ITEM(memo, 1 + i) != values[i])
+            goto done;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        for (Py_ssize_t k = 0; k < 4; k++) {
+            PyObject *entry = kf_memo_entry(args[i], k);
+            if (entry == NULL)
+                goto error;
+            int same = entry == PyTuple_GET_ITEM(memo, 1 + nattrs + 4 * i + k);
+            Py_DECREF(entry);
+            if (!same)
+                goto done;
+            if (k == 0 && !PyObject_TypeCheck(args[i], tensor_type))
+                break; /* (a scalar's type: the Nones need no check) */
+        }
+    }
+    *plan = Py_NewRef(PyTuple_GET_ITEM(memo, 0));
+    *device = Py_NewRef(dev);
+    hit = 1;
+done:
+    Py_XDECREF(dev);
+    Py_XDECREF(memos);
+    return hit;
+error:
+    hit = -1;
+    goto done;
+}
+
+/* Remember this call's plan on `device` (where launch() found it): 0, or -1 with an
+ * exception. */
+static int
+kf_remember(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObject **values,
+            PyObject *device, PyObject *plan)
+{
+    Py_ssize_t nattrs = PyTuple_GET_SIZE(self->names);
+    PyObject *memo = PyTuple_New(1 + nattrs + 4 * nargs);
+    if (memo == NULL)
+        return -1;
+    PyTuple_SET_ITEM(memo, 0, Py_NewRef(plan));
+    for (Py_ssize_t i = 0; i < nattrs; i++)
+        PyTuple_SET_ITEM(memo, 1 + i, Py_NewRef(values[i]));
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        for (Py_ssize_t k = 0; k < 4; k++) {
+            PyObject *entry = kf_memo_entry(args[i], k);
+            if (entry == NULL) {
+                Py_DECREF(memo);
+                return -1;
+            }
+            PyTuple_SET_ITEM(memo, 1 + nattrs + 4 * i + k, entry);
+        }
+    PyObject *memos = DEVICE_GET(device, memos);
+    int status = memos == NULL ? -1 : 0;
+    if (memos != NULL && PyDict_CheckExact(memos))
+        status = PyDict_SetItem(memos, (PyObject *)self, memo);
+    Py_XDECREF(memos);
+    Py_DECREF(memo);
+    return status;
+}
 
 static PyObject *
 kf_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -635,22 +789,47 @@ kf_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject
         return NULL;
     for (Py_ssize_t i = 0; i < nargs; i++)
         PyTuple_SET_ITEM(operands, i, Py_NewRef(args[i]));
-    PyObject *attributes = Py_None;
+    PyObject *result = NULL, *attributes = NULL, *device = NULL, *plan = NULL;
+    /* this function's memo of its last call on the first tensor's device: the same
+     * signature and attribute values (the same objects) mean the same plan, found without
+     * building the signature or looking it up */
+    int python = 0, hit = kf_memo(self, args, nargs, values, &device, &plan);
+    if (hit < 0)
+        goto done;
+    if (hit) {
+        result = run_plan(device, plan, operands, &python);
+        if (!python)
+            goto done;
+    }
+    attributes = Py_None;
     if (nattrs) {
         attributes = PyDict_New();
         for (Py_ssize_t i = 0; attributes != NULL && i < nattrs; i++)
             if (PyDict_SetItem(attributes, PyTuple_GET_ITEM(self->names, i), values[i]) < 0)
                 Py_CLEAR(attributes);
-        if (attributes == NULL) {
-            Py_DECREF(operands);
-            return NULL;
-        }
+        if (attributes == NULL)
+            goto done;
     }
-    PyObject *stack[3] = {self->spec, operands, attributes};
-    PyObject *result = fast_launch(NULL, stack, 3, NULL);
+    {
+        PyObject *stack[3] = {self->spec, operands, attributes};
+        if (python) { /* the memo's plan, but a call only launch() can take */
+            result = PyObject_Vectorcall(fallback, stack, 3, NULL);
+            goto done;
+        }
+        Py_CLEAR(device);
+        Py_CLEAR(plan);
+        result = launch_impl(stack, 3, NULL, &device, &plan);
+        /* (the memo is a cache: where it cannot be stored, say so, and keep the result) */
+        if (result != NULL && plan != NULL
+            && kf_remember(self, args, nargs, values, device, plan) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+done:
     Py_DECREF(operands);
-    if (nattrs)
-        Py_DECREF(attributes);
+    if (attributes != Py_None)
+        Py_XDECREF(attributes);
+    Py_XDECREF(device);
+    Py_XDECREF(plan);
     return result;
 python:
     return PyObject_Vectorcall(self->python, args, nargsf, kwnames);
@@ -861,12 +1040,13 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"fallback",   "tensor_type", "storage_type", "device_type",
                             "stream_type", "scalar_tensor", "scalar_types", "stream_tls",
-                            "plan_fields", "specs", NULL};
-    PyObject *fb, *tt, *st, *dt, *strt, *sc, *stypes, *tls, *fields, *sp;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OO!O!O!O!OO!OO!O!:configure", names, &fb,
-                                     &PyType_Type, &tt, &PyType_Type, &st, &PyType_Type, &dt,
-                                     &PyType_Type, &strt, &sc, &PyTuple_Type, &stypes, &tls,
-                                     &PyTuple_Type, &fields, &PyDict_Type, &sp))
+                            "stream_entered", "plan_fields", "specs", NULL};
+    PyObject *fb, *tt, *st, *dt, *strt, *sc, *stypes, *tls, *entered, *fields, *sp;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OO!O!O!O!OO!OO!O!O!:configure", names,
+                                     &fb, &PyType_Type, &tt, &PyType_Type, &st, &PyType_Type,
+                                     &dt, &PyType_Type, &strt, &sc, &PyTuple_Type, &stypes, &tls,
+                                     &PyList_Type, &entered, &PyTuple_Type, &fields,
+                                     &PyDict_Type, &sp))
         return NULL;
     if (!PyCallable_Check(fb) || !PyCallable_Check(sc)) {
         PyErr_SetString(PyExc_TypeError, "fallback and scalar_tensor must be callable");
@@ -899,6 +1079,7 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         {&o_s_written, st, s_written},   {&o_s_synced, st, s_synced},
         {&o_d_impl, dt, s_impl},         {&o_d_index, dt, s_index},
         {&o_d_plans, dt, s_plans},       {&o_d_default_stream, dt, s_default_stream},
+        {&o_d_memos, dt, s_memos},
         {&o_st_handle, strt, s_handle},  {&o_st_writes, strt, s_writes},
         {&o_st_scalars, strt, s_scalars}, {&o_st_last_scalar, strt, s_last_scalar},
         {&o_st_device, strt, s_device},  {&o_st_finished, strt, s_finished},
@@ -913,6 +1094,7 @@ configure(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     Py_XSETREF(scalar_tensor, Py_NewRef(sc));
     Py_XSETREF(scalar_types, Py_NewRef(stypes));
     Py_XSETREF(stream_tls, Py_NewRef(tls));
+    Py_XSETREF(stream_entered, Py_NewRef(entered));
     Py_XSETREF(specs, Py_NewRef(sp));
     plan_len = PyTuple_GET_SIZE(fields);
     i_scalar_dtypes = idx[0];
@@ -932,7 +1114,7 @@ PyDoc_STRVAR(launch_doc,
 
 PyDoc_STRVAR(configure_doc,
 "configure(*, fallback, tensor_type, storage_type, scalar_tensor, scalar_types,\n"
-"          stream_tls, plan_fields, specs)\n--\n\n"
+"          stream_tls, stream_entered, plan_fields, specs)\n--\n\n"
 "Called once by hwabstract.dispatch: the objects the compiled launch works with.");
 
 /* storage_finalizer(): Storage._release compiled, as a method of the configured Storage
@@ -1081,6 +1263,7 @@ PyInit__fastpath(void)
     INTERN(s_move_to_end, "move_to_end");
     INTERN(s_name, "__name__");
     INTERN(s_finished, "_finished");
+    INTERN(s_memos, "_memos");
     INTERN(s_stream_synchronize, "stream_synchronize");
     if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;

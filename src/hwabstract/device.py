@@ -29,6 +29,7 @@ class Device:
         "_impl",
         "_info",
         "_lock",
+        "_memos",
         "_plans",
         "_registry",
         "_streams",
@@ -47,6 +48,9 @@ class Device:
     #: dispatch's validated plans for this device, by kernel signature (hwabstract.dispatch):
     #: kept here so that they, and what they refer to, go when the device goes
     _plans: dict[tuple[Any, ...], Any]
+    #: the compiled kernel functions' memos of their last call's plan on this device
+    #: (hwabstract._fastpath.KernelFunction), likewise kept here
+    _memos: dict[Any, tuple[Any, ...]]
     backend: str  #: the backend's name
     index: int  #: the device's index within its backend
     name: str  #: ``"backend:index"``
@@ -68,6 +72,7 @@ class Device:
         self._streams = weakref.WeakSet()
         self._lock = threading.Lock()
         self._plans = {}
+        self._memos = {}
         return self
 
     @property

@@ -527,6 +527,7 @@ def _configure_compiled(fallback: Any = None) -> Any:
         scalar_tensor=scalar_tensor,
         scalar_types=_SCALARS,
         stream_tls=_stream_module._tls,
+        stream_entered=_stream_module._entered,
         plan_fields=_Plan._fields,
         specs=_SPECS,
     )

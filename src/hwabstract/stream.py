@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 __all__ = ["Event", "Stream", "current_stream"]
 
 _tls = threading.local()
+#: one entry per ``with stream:`` block open in any thread (list.append and list.pop are
+#: atomic): while it is empty, no thread has a current stream other than its devices'
+#: default streams, and the compiled launch skips the thread-local lookup
+_entered: list[None] = []
 
 #: the first and the longest sleep between two polls of a timed wait, in seconds
 _POLL_FIRST, _POLL_MAX = 20e-6, 2e-3
@@ -183,6 +187,7 @@ class Stream:
         return bool(self.device._impl.stream_query(self._handle))
 
     def __enter__(self) -> Stream:
+        _entered.append(None)  # (first: the count may be too high, never too low)
         _stacks().setdefault(self.device, []).append(self)
         return self
 
@@ -197,6 +202,7 @@ class Stream:
                 "`with stream:` blocks (or call __enter__/__exit__ in reverse order)."
             )
         stack.pop()
+        _entered.pop()
         if not stack:
             del stacks[self.device]  # the thread-local table must not keep devices alive
 

@@ -273,6 +273,8 @@ class _Array:
 
     def block_until_ready(self) -> _Array:
         self.waits += 1
+        if self.deleted:  # (as jax does)
+            raise RuntimeError("BlockHostUntilReady() called on deleted or donated buffer")
         if self.fails is not None:
             raise self.fails
         self.ready = True
@@ -577,11 +579,18 @@ def test_synchronize_waits_for_what_is_pending_as_python_does(standin: hw.Device
         with pytest.raises(KeyboardInterrupt):
             synchronize(stream)
         stream.pending.append(late)
-        outcomes.append((seen, [a.name for a in stream.pending], [a.waits for a in arrays]))
+        interrupted = [a.name for a in stream.pending], [a.waits for a in arrays]
+        # a wait that fails on a live array (an Exception): raised, not taken for a deletion
+        stream.pending[:] = [_Array("f", fails=RuntimeError("the device was lost"))]
+        with pytest.raises(RuntimeError, match="the device was lost"):
+            synchronize(stream)
+        outcomes.append((seen, *interrupted, [a.name for a in stream.pending]))
     compiled_run, python_run = outcomes
     assert compiled_run == python_run
-    assert compiled_run[0] == ([("a", 1), ("gone", 0), ("b", 1)], [], True)
-    assert compiled_run[1:] == (["d", "e", "late"], [1, 1, 0])
+    assert compiled_run[3] == ["f"]
+    # (a deleted array's wait is refused, and that refusal is not an error)
+    assert compiled_run[0] == ([("a", 1), ("gone", 1), ("b", 1)], [], True)
+    assert compiled_run[1:3] == (["d", "e", "late"], [1, 1, 0])
 
 
 @compiled

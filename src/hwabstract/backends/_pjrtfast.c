@@ -638,18 +638,40 @@ synchronize(PyObject *Py_UNUSED(module), PyObject *stream)
     Py_DECREF(r);
     if (taken == NULL)
         return NULL;
-    /* _wait(array) for each: block_until_ready unless deleted (donated to a later launch) */
+    /* _wait(array) for each: block_until_ready, which refuses a deleted array (donated to
+     * a later launch, which carries the ordering): that refusal is not an error */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(taken); i++) {
         PyObject *array = PyList_GET_ITEM(taken, i);
-        PyObject *deleted = PyObject_CallMethodNoArgs(array, s_is_deleted);
-        int is_deleted = deleted == NULL ? -1 : PyObject_IsTrue(deleted);
-        Py_XDECREF(deleted);
-        if (is_deleted == 0) {
-            PyObject *done = PyObject_CallMethodNoArgs(array, s_block_until_ready);
-            is_deleted = done == NULL ? -1 : 1;
-            Py_XDECREF(done);
+        PyObject *done = PyObject_CallMethodNoArgs(array, s_block_until_ready);
+        int waited = done == NULL ? -1 : 1;
+        Py_XDECREF(done);
+        if (waited < 0 && PyErr_ExceptionMatches(PyExc_Exception)) { /* (not an interrupt) */
+            PyObject *exc_type, *exc_value, *exc_tb;
+            PyErr_Fetch(&exc_type, &exc_value, &exc_tb);
+            PyObject *deleted = PyObject_CallMethodNoArgs(array, s_is_deleted);
+            int is_deleted = deleted == NULL ? -1 : PyObject_IsTrue(deleted);
+            Py_XDECREF(deleted);
+            if (is_deleted == 1) {
+                waited = 1;
+                Py_XDECREF(exc_type);
+                Py_XDECREF(exc_value);
+                Py_XDECREF(exc_tb);
+            } else if (is_deleted == 0) {
+                PyErr_Restore(exc_type, exc_value, exc_tb);
+            } else { /* is_deleted() failed too: its error, the wait's as its context */
+                PyErr_NormalizeException(&exc_type, &exc_value, &exc_tb);
+                PyObject *new_type, *new_value, *new_tb;
+                PyErr_Fetch(&new_type, &new_value, &new_tb);
+                PyErr_NormalizeException(&new_type, &new_value, &new_tb);
+                if (exc_value != NULL && new_value != NULL)
+                    PyException_SetContext(new_value, Py_NewRef(exc_value));
+                Py_XDECREF(exc_type);
+                Py_XDECREF(exc_value);
+                Py_XDECREF(exc_tb);
+                PyErr_Restore(new_type, new_value, new_tb);
+            }
         }
-        if (is_deleted < 0) { /* what was not waited for stays pending */
+        if (waited < 0) { /* what was not waited for stays pending */
             PyObject *rest = PyList_GetSlice(taken, i, PyList_GET_SIZE(taken));
             if (rest != NULL) {
                 put_back(stream, rest);
