@@ -92,6 +92,20 @@ def device() -> hw.Device:
     return dev
 
 
+def _recording(monkeypatch: pytest.MonkeyPatch, obj: Any, name: str) -> list[Any]:
+    """Wrap the one-argument method ``obj.<name>`` so that it records each argument; the
+    record."""
+    seen: list[Any] = []
+    real = getattr(obj, name)
+
+    def recording(arg: Any) -> Any:
+        seen.append(arg)
+        return real(arg)
+
+    monkeypatch.setattr(obj, name, recording)
+    return seen
+
+
 def _warm(fn: Any) -> Any:
     fn()  # launch() validates and asks for the bound launch
     return fn()
@@ -483,14 +497,7 @@ def test_the_compiled_synchronize_waits_and_records_what_it_saw(
     assert type(hw.Stream.__dict__["synchronize"]).__name__ == "method_descriptor"
     assert hw.Stream.synchronize is not stream_module.synchronize_py
     stream = device.create_stream()
-    waits: list[Any] = []
-    real = device._impl.stream_synchronize
-
-    def counting(handle: Any) -> None:
-        waits.append(handle)
-        real(handle)
-
-    monkeypatch.setattr(device._impl, "stream_synchronize", counting)
+    waits = _recording(monkeypatch, device._impl, "stream_synchronize")
     x = hw.asarray(np.ones(4, np.float32), device=device)
     hw.add(x, x, stream=stream)
     writes = stream._writes
@@ -767,14 +774,7 @@ def test_the_storage_finalizer_is_compiled_and_frees_once(
 ) -> None:
     assert dispatch.Storage.__del__ is not dispatch.Storage._release
     assert type(dispatch.Storage.__dict__["__del__"]).__name__ == "method_descriptor"
-    frees: list[Any] = []
-    real_free = device._impl.free
-
-    def counting_free(buffer: Any) -> None:
-        frees.append(buffer)
-        real_free(buffer)
-
-    monkeypatch.setattr(device._impl, "free", counting_free)
+    frees = _recording(monkeypatch, device._impl, "free")
     stats = device.memory_stats()
     x = hw.asarray(np.ones(1024, np.float32), device=device)
     y = hw.asarray(np.ones(8, np.float32), device=device)
