@@ -654,7 +654,7 @@ kf_memo(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         PyObject **device, PyObject **plan)
 {
     Py_ssize_t nattrs = PyTuple_GET_SIZE(self->names);
-    PyObject *dev = NULL, *memos = NULL;
+    PyObject *dev = NULL, *memos = NULL, *memo = NULL;
     int hit = 0;
     for (Py_ssize_t i = 0; i < nargs; i++) {
         if (!PyObject_TypeCheck(args[i], tensor_type))
@@ -680,14 +680,19 @@ kf_memo(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         goto error;
     if (!PyDict_CheckExact(memos))
         goto done;
-    PyObject *memo = PyDict_GetItemWithError(memos, (PyObject *)self); /* borrowed */
+    memo = PyDict_GetItemWithError(memos, (PyObject *)self);
     if (memo == NULL) {
         if (PyErr_Occurred())
             goto error;
         goto done;
     }
+    Py_INCREF(memo); /* (held: reading a subclass's attributes below may run Python code) */
     if (!PyTuple_CheckExact(memo) || PyTuple_GET_SIZE(memo) != 1 + nattrs + 4 * nargs)
         goto done;
+    PyObject *found = PyTuple_GET_ITEM(memo, 0);
+    if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != plan_len
+        || PyTuple_GET_ITEM(found, i_bound) == Py_None)
+        goto done; /* (not a memo this module stored) */
     for (Py_ssize_t i = 0; i < nattrs; i++)
         if (PyTuple_GET_ITEM(memo, 1 + i) != values[i])
             goto done;
@@ -704,12 +709,13 @@ kf_memo(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
                 break; /* (a scalar's type: the Nones need no check) */
         }
     }
-    *plan = Py_NewRef(PyTuple_GET_ITEM(memo, 0));
+    *plan = Py_NewRef(found);
     *device = Py_NewRef(dev);
     hit = 1;
 done:
     Py_XDECREF(dev);
     Py_XDECREF(memos);
+    Py_XDECREF(memo);
     return hit;
 error:
     hit = -1;
