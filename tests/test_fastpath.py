@@ -450,7 +450,7 @@ def test_a_kernel_function_remembers_its_last_plan_per_device(
         np.testing.assert_array_equal(call().numpy(), expected)
         assert python_calls.calls == before + 1
     # a memo that is not one (the slot is a plain attribute): ignored, replaced
-    device._memos[hw.sum] = ("not a plan",) + device._memos[hw.sum][1:]
+    device._memos[hw.sum] = ("not a plan", *device._memos[hw.sum][1:])
     for _ in range(2):  # (the plans were cleared above: the first call validates again)
         np.testing.assert_array_equal(hw.sum(x, axis=0).numpy(), [3, 5, 7])
     assert device._memos[hw.sum][0] != "not a plan"
