@@ -342,6 +342,16 @@ error:
     return NULL;
 }
 
+/* Whether keyword `name` = `value` is out=None or stream=None, which the compiled launch
+ * takes (the keyword names are str: comparing them cannot fail). */
+static int
+none_out_or_stream(PyObject *name, PyObject *value)
+{
+    return value == Py_None
+           && (name == s_out || name == s_stream || PyUnicode_Compare(name, s_out) == 0
+               || PyUnicode_Compare(name, s_stream) == 0);
+}
+
 /* The second half of a launch, once the plan of its signature is known: the stream, the
  * operands' buffers (scalars become dispatch's cached 0-d tensors), the launch. NULL with
  * *python set and no exception where only the Python launch() can take the call (a write
@@ -448,12 +458,8 @@ launch_impl(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject
     if (kwnames != NULL) {
         Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
         for (Py_ssize_t k = 0; k < nkw; k++) {
-            PyObject *name = PyTuple_GET_ITEM(kwnames, k);
             /* out= and stream= other than None, or any other keyword: the Python path */
-            if (args[nargs + k] != Py_None
-                || (name != s_out && name != s_stream
-                    && PyUnicode_Compare(name, s_out) != 0
-                    && PyUnicode_Compare(name, s_stream) != 0))
+            if (!none_out_or_stream(PyTuple_GET_ITEM(kwnames, k), args[nargs + k]))
                 return take_python_path(args, nargsf, kwnames);
         }
     }
@@ -629,21 +635,20 @@ typedef struct {
 } KernelFunction;
 
 /* The memo's layout: (plan, the attribute values..., then per operand its dtype, shape,
- * strides and offset if a Tensor, else its type and three Nones). */
+ * strides and offset if a Tensor, else its type and three Nones). Entry `k` (0-3) of a
+ * tensor operand: new reference, or NULL with an exception. */
 static PyObject *
-kf_memo_entry(PyObject *op, Py_ssize_t k)
+kf_layout_entry(PyObject *tensor, Py_ssize_t k)
 {
-    if (!PyObject_TypeCheck(op, tensor_type))
-        return Py_NewRef(k == 0 ? (PyObject *)Py_TYPE(op) : Py_None);
     switch (k) {
     case 0:
-        return TENSOR_GET(op, dtype);
+        return TENSOR_GET(tensor, dtype);
     case 1:
-        return TENSOR_GET(op, shape);
+        return TENSOR_GET(tensor, shape);
     case 2:
-        return TENSOR_GET(op, strides);
+        return TENSOR_GET(tensor, strides);
     default:
-        return TENSOR_GET(op, offset);
+        return TENSOR_GET(tensor, offset);
     }
 }
 
@@ -697,16 +702,20 @@ kf_memo(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         if (PyTuple_GET_ITEM(memo, 1 + i) != values[i])
             goto done;
     for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *const *remembered = &PyTuple_GET_ITEM(memo, 1 + nattrs + 4 * i);
+        if (!PyObject_TypeCheck(args[i], tensor_type)) { /* (its type; the Nones need no check) */
+            if ((PyObject *)Py_TYPE(args[i]) != remembered[0])
+                goto done;
+            continue;
+        }
         for (Py_ssize_t k = 0; k < 4; k++) {
-            PyObject *entry = kf_memo_entry(args[i], k);
+            PyObject *entry = kf_layout_entry(args[i], k);
             if (entry == NULL)
                 goto error;
-            int same = entry == PyTuple_GET_ITEM(memo, 1 + nattrs + 4 * i + k);
+            int same = entry == remembered[k];
             Py_DECREF(entry);
             if (!same)
                 goto done;
-            if (k == 0 && !PyObject_TypeCheck(args[i], tensor_type))
-                break; /* (a scalar's type: the Nones need no check) */
         }
     }
     *plan = Py_NewRef(found);
@@ -735,15 +744,18 @@ kf_remember(KernelFunction *self, PyObject *const *args, Py_ssize_t nargs, PyObj
     PyTuple_SET_ITEM(memo, 0, Py_NewRef(plan));
     for (Py_ssize_t i = 0; i < nattrs; i++)
         PyTuple_SET_ITEM(memo, 1 + i, Py_NewRef(values[i]));
-    for (Py_ssize_t i = 0; i < nargs; i++)
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        int tensor = PyObject_TypeCheck(args[i], tensor_type);
         for (Py_ssize_t k = 0; k < 4; k++) {
-            PyObject *entry = kf_memo_entry(args[i], k);
+            PyObject *entry = tensor ? kf_layout_entry(args[i], k)
+                                     : Py_NewRef(k == 0 ? (PyObject *)Py_TYPE(args[i]) : Py_None);
             if (entry == NULL) {
                 Py_DECREF(memo);
                 return -1;
             }
             PyTuple_SET_ITEM(memo, 1 + nattrs + 4 * i + k, entry);
         }
+    }
     PyObject *memos = DEVICE_GET(device, memos);
     int status = memos == NULL ? -1 : 0;
     if (memos != NULL && PyDict_CheckExact(memos))
@@ -782,13 +794,8 @@ kf_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject
         }
         if (PyErr_Occurred())
             return NULL;
-        if (value != Py_None || (name != s_out && name != s_stream
-                                 && PyUnicode_Compare(name, s_out) != 0
-                                 && PyUnicode_Compare(name, s_stream) != 0)) {
-            if (PyErr_Occurred())
-                return NULL;
+        if (!none_out_or_stream(name, value))
             goto python; /* out=, stream= or a keyword the Python definition explains */
-        }
     }
     PyObject *operands = PyTuple_New(nargs);
     if (operands == NULL)
