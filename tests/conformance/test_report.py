@@ -89,6 +89,11 @@ def test_merging_reports_of_parts_tallies_again_in_area_order() -> None:
     assert merge_reports([memory, gone], duration=1)["status"] == "unavailable"
     with pytest.raises(ValueError, match="different backends"):
         merge_reports([memory, _report("maia", {"errors": ["passed"]})], duration=1)
+    # the tests listed in the order given (the suite's, for dealt slices), tallied alike
+    order = [memory["tests"][1], errors["tests"][0], memory["tests"][0], errors["tests"][1]]
+    listed = merge_reports([errors, memory], duration=2.5, tests=order)
+    assert [t["id"] for t in listed["tests"]] == [t["id"] for t in order]
+    assert (listed["areas"], listed["totals"]) == (merged["areas"], merged["totals"])
 
 
 def test_html_escapes_what_tests_report() -> None:

@@ -92,18 +92,11 @@ def suite_order(parts: Sequence[Sequence[Any]]) -> list[Any] | None:
     the suite's order; None where the counts do not fit the dealing (a slice crashed)."""
     slices = len(parts)
     total = sum(len(p) for p in parts)
-    expected = [0] * slices
-    for index in range(total):
-        expected[shard_of(index, total, slices)] += 1
-    if expected != [len(p) for p in parts]:
+    owners = [shard_of(index, total, slices) for index in range(total)]
+    if [owners.count(k) for k in range(slices)] != [len(p) for p in parts]:
         return None
-    taken = [0] * slices
-    ordered = []
-    for index in range(total):
-        k = shard_of(index, total, slices)
-        ordered.append(parts[k][taken[k]])
-        taken[k] += 1
-    return ordered
+    runs = [iter(p) for p in parts]
+    return [next(runs[k]) for k in owners]
 
 
 def _shard(text: str) -> tuple[int, int]:

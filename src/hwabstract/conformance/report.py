@@ -205,11 +205,13 @@ def build_report(target: Any, records: Sequence[TestRecord], duration: float) ->
     }
 
 
-def merge_reports(parts: Sequence[Mapping[str, Any]], duration: float) -> dict[str, Any]:
+def merge_reports(parts: Sequence[Mapping[str, Any]], duration: float,
+                  tests: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     """One backend's report from the reports of runs over disjoint slices of the suite
-    (``hwabstract conformance --jobs``), given in suite order: their tests concatenated and
-    tallied again; unavailable if any part was, failed if a part crashed or a test failed.
-    A slice that held no test (more slices than tests) adds nothing."""
+    (``hwabstract conformance --jobs``): their tests tallied again, listed as ``tests``
+    gives them (the parts' tests in the suite's order), else concatenated in part order;
+    unavailable if any part was, failed if a part crashed or a test failed. A slice that
+    held no test (more slices than tests) adds nothing."""
     if not parts:
         raise ValueError("merge_reports needs at least one report")
     backends = {p["backend"] for p in parts}
@@ -227,8 +229,7 @@ def merge_reports(parts: Sequence[Mapping[str, Any]], duration: float) -> dict[s
             t["message"],
             t.get("detail", ""),
         )
-        for p in parts
-        for t in p["tests"]
+        for t in (tests if tests is not None else [t for p in parts for t in p["tests"]])
     ]
     areas, totals = _tally(records)
     crashed = [

@@ -329,13 +329,9 @@ def _certify_in_shards(
             )
     from .plugin import suite_order
 
-    # the tests back in the suite's order, each slice keeping its count (and so its status)
+    # the tests back in the suite's order (where a slice crashed, in slice order)
     ordered = suite_order([p["tests"] for p in parts])
-    if ordered is not None:
-        at = 0
-        for p in parts:
-            p["tests"], at = ordered[at : at + len(p["tests"])], at + len(p["tests"])
-    report = merge_reports(parts, time.perf_counter() - started)
+    report = merge_reports(parts, time.perf_counter() - started, ordered)
     write_reports(report, out)
     return report
 
